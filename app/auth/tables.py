@@ -1,0 +1,13 @@
+"""The users table (the app's own accounts, not Piccolo's BaseUser)."""
+
+from piccolo.columns import Boolean, Timestamptz, Varchar
+from piccolo.columns.defaults.timestamptz import TimestamptzNow
+from piccolo.table import Table
+
+
+class User(Table, tablename="users"):
+    username = Varchar(length=30, unique=True, index=True)
+    password_hash = Varchar(length=255, secret=True)  # argon2id, PHC string format
+    is_admin = Boolean(default=False)
+    is_active = Boolean(default=True)
+    created_at = Timestamptz(default=TimestamptzNow())

@@ -1,0 +1,1 @@
+"""Importing transaction exports: reading, validating and loading them."""

@@ -1,0 +1,183 @@
+"""`litestar data ...`: import a file, replace all data, show what is loaded."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from app.ingest.reader import Source, SourceError
+from app.ingest.service import (
+    DuplicateImport,
+    ImportRejected,
+    ImportResult,
+    dataset_status,
+    import_file,
+)
+from app.lib.db import SchemaOutOfDate, database_error_message, prepare_schema
+from app.lib.settings import get_settings
+
+
+class _RowsPerSecond(TextColumn):
+    def __init__(self) -> None:
+        super().__init__("")
+
+    def render(self, task):  # type: ignore[no-untyped-def]
+        speed = task.finished_speed or task.speed
+        return f"{speed:,.0f} rows/s" if speed else "… rows/s"
+
+
+def _fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(1)
+
+
+def _run(work: Callable[[], Awaitable[Any]]) -> Any:
+    """Run `work()` with the schema ready; known failures become one `error:` line and exit 1."""
+
+    async def main() -> Any:
+        await prepare_schema(get_settings())
+        return await work()
+
+    try:
+        return asyncio.run(main())
+    except (SourceError, DuplicateImport, SchemaOutOfDate) as error:
+        _fail(str(error))
+    except ImportRejected as error:
+        click.echo(f"error: {error}", err=True)
+        for reject in error.rejects:
+            where = f"{reject.column} = {reject.value!r}: " if reject.column else ""
+            click.echo(f"  line {reject.line}: {where}{reject.reason}", err=True)
+        if error.rejected > len(error.rejects):
+            click.echo(f"  ... and {error.rejected - len(error.rejects):,} more", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        _fail("interrupted: nothing was written, the database is as it was")
+    except Exception as error:
+        message = database_error_message(error)
+        if message is None:
+            raise
+        _fail(message)
+
+
+def _import(path: str, replace: bool, skip_invalid: bool, rejects: str | None) -> ImportResult:
+    console = Console(stderr=True)
+    show_progress = console.is_terminal
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        _RowsPerSecond(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=not show_progress,
+    )
+    task_id = None
+
+    def on_start(source: Source) -> None:
+        nonlocal task_id
+        task_id = progress.add_task(f"importing {source.file_name}", total=source.rows_estimate)
+
+    def on_progress(lines: int) -> None:
+        if task_id is not None:
+            progress.advance(task_id, lines)
+
+    with progress:
+        result = _run(
+            lambda: import_file(
+                path,
+                replace=replace,
+                skip_invalid=skip_invalid,
+                reject_file=Path(rejects) if rejects else None,
+                on_start=on_start,
+                on_progress=on_progress,
+            )
+        )
+    click.echo(result.summary())
+    return result
+
+
+_file_argument = click.argument("file", type=click.Path(dir_okay=True, path_type=str))
+_skip_option = click.option(
+    "--skip-invalid",
+    is_flag=True,
+    help="Import the valid lines and write the rejected ones, with their reasons, to a file beside FILE.",
+)
+_rejects_option = click.option(
+    "--rejects",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Where --skip-invalid writes the rejected lines (default: FILE's name + .rejected.csv, beside it).",
+)
+
+
+def register(cli: click.Group) -> None:
+    """Add the `data` group to the Litestar CLI."""
+
+    @cli.group(name="data")
+    def data() -> None:
+        """Import transaction exports and inspect the loaded data."""
+
+    @data.command(name="import")
+    @_file_argument
+    @click.option(
+        "--replace", is_flag=True, help="Replace all transactions with this file's (also allows a re-import)."
+    )
+    @_skip_option
+    @_rejects_option
+    def import_command(file: str, replace: bool, skip_invalid: bool, rejects: str | None) -> None:
+        """Import FILE (.csv, .csv.gz or .parquet; Kaggle or Online Retail II layout).
+
+        By default a file with any invalid line is refused and nothing is written.
+        Importing content that is already loaded is refused unless --replace is given.
+        """
+        _import(file, replace, skip_invalid, rejects)
+
+    @data.command(name="replace")
+    @_file_argument
+    @_skip_option
+    @_rejects_option
+    def replace_command(file: str, skip_invalid: bool, rejects: str | None) -> None:
+        """Replace all transactions with FILE's, in one transaction (same as `data import --replace`)."""
+        _import(file, True, skip_invalid, rejects)
+
+    @data.command(name="status")
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+    def status_command(as_json: bool) -> None:
+        """Show the dataset version, the number of stored rows and the latest imports."""
+        status = _run(dataset_status)
+        if as_json:
+            click.echo(
+                json.dumps(
+                    {
+                        "dataset_version": status.version,
+                        "transactions": status.transactions,
+                        "imports": status.imports,
+                    },
+                    default=str,
+                    indent=2,
+                )
+            )
+            return
+        click.echo(f"dataset version {status.version}, {status.transactions:,} transactions stored")
+        if not status.imports:
+            click.echo("no imports yet: run `uv run litestar data import FILE`")
+            return
+        click.echo(
+            f"{'id':>4}  {'version':>7}  {'status':<8}  {'rows':>9}  {'rejected':>8}  "
+            f"{'layout':<16}  {'encoding':<8}  {'finished (UTC)':<19}  file"
+        )
+        for row in status.imports:
+            finished = row["finished_at"].strftime("%Y-%m-%d %H:%M:%S") if row["finished_at"] else ""
+            click.echo(
+                f"{row['id']:>4}  {row['dataset_version']:>7}  {row['status']:<8}  {row['rows']:>9,}  "
+                f"{row['rejected_rows']:>8,}  {row['layout']:<16}  {row['encoding']:<8}  {finished:<19}  "
+                f"{row['file_name']}"
+            )

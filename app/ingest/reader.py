@@ -1,0 +1,517 @@
+"""Reading a transaction export: detect its format, decode it, validate every line.
+
+No database and no HTTP here. `inspect_source` looks at a file once (format,
+encoding, layout, sha256, size) and fails with one clear `SourceError` when it
+cannot be imported at all; `read_batches` then streams it as validated batches:
+typed, clean rows ready to load, and the rejected lines with their reasons.
+
+Memory stays flat whatever the file size: compressed and non-UTF-8 files are
+decoded to a temporary UTF-8 file in a stream, and Polars reads it in batches.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import gzip
+import hashlib
+import os
+import tempfile
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+import polars as pl
+
+from app.ingest.tables import (
+    COUNTRY_LENGTH,
+    DESCRIPTION_LENGTH,
+    INVOICE_NO_LENGTH,
+    STOCK_CODE_LENGTH,
+)
+
+CHUNK_BYTES = 1 << 20  # reads while hashing and transcoding
+BATCH_BYTES = 4 << 20  # a CSV batch: about 45,000 lines of the reference file
+FIRST_BATCH_BYTES = 256 << 10  # small, so the database gets its first rows at once
+BATCH_ROWS = 50_000  # a Parquet batch
+
+# The stored columns, in the source's order.
+COLUMNS = (
+    "invoice_no",
+    "stock_code",
+    "description",
+    "quantity",
+    "invoice_date",
+    "unit_price",
+    "customer_id",
+    "country",
+)
+
+# Header of each supported layout, in the stored columns' order.
+LAYOUTS: dict[str, tuple[str, ...]] = {
+    "kaggle": (
+        "InvoiceNo",
+        "StockCode",
+        "Description",
+        "Quantity",
+        "InvoiceDate",
+        "UnitPrice",
+        "CustomerID",
+        "Country",
+    ),
+    "online_retail_ii": (
+        "Invoice",
+        "StockCode",
+        "Description",
+        "Quantity",
+        "InvoiceDate",
+        "Price",
+        "Customer ID",
+        "Country",
+    ),
+}
+DATE_FORMATS = {
+    "kaggle": "M/D/YYYY H:MM",
+    "online_retail_ii": "YYYY-MM-DD HH:MM:SS",
+}
+_DATE_PATTERNS = {"kaggle": "%m/%d/%Y %H:%M", "online_retail_ii": "%Y-%m-%d %H:%M:%S"}
+
+_INT32_MAX = 2**31 - 1
+_CP1252_UNDEFINED = bytes([0x81, 0x8D, 0x8F, 0x90, 0x9D])
+_EXTRA = "_extra"  # catches a ninth field: a line with too many fields
+
+
+class SourceError(Exception):
+    """The file cannot be imported at all (missing, empty, binary, unknown header...)."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """What `inspect_source` found out about a file."""
+
+    path: Path
+    kind: str  # "csv" | "parquet"
+    compressed: bool
+    encoding: str  # "utf-8" | "cp1252" | "latin-1" | "parquet"
+    layout: str  # a key of LAYOUTS
+    header: tuple[str, ...]  # the file's column names, in the file's order
+    sha256: str
+    size_bytes: int
+    rows_estimate: int  # data lines (CSV: newlines minus the header), for progress
+    file_name: str  # as shown to the user and recorded
+
+
+@dataclass(frozen=True)
+class Reject:
+    """One invalid line: where, which column, what value, why; plus the line's fields."""
+
+    line: int
+    column: str
+    value: str | None
+    reason: str
+    fields: tuple[str | None, ...] = ()
+
+
+@dataclass
+class Batch:
+    """Valid rows (typed, in COLUMNS order) and the rejected lines of one chunk of the file."""
+
+    rows: pl.DataFrame
+    rejects: list[Reject] = field(default_factory=list)
+    lines_read: int = 0
+
+
+# --------------------------------------------------------------------------- inspect
+
+
+def _match_layout(header: list[str]) -> tuple[str, tuple[str, ...]]:
+    """The layout whose column names the header has (any order, case and spaces ignored)."""
+
+    def norm(name: str) -> str:
+        return name.strip().strip("\ufeff").lower().replace(" ", "").replace("_", "")
+
+    found = [norm(name) for name in header]
+    for layout, names in LAYOUTS.items():
+        wanted = [norm(name) for name in names]
+        if sorted(found) == sorted(wanted):
+            return layout, tuple(header)
+    shown = ", ".join(name.strip() for name in header[:12]) or "(nothing)"
+    raise SourceError(
+        f"unknown header: found [{shown}]; expected the Kaggle layout "
+        f"[{', '.join(LAYOUTS['kaggle'])}] or the Online Retail II layout [{', '.join(LAYOUTS['online_retail_ii'])}]"
+    )
+
+
+def _open_raw(path: Path, compressed: bool):
+    return gzip.open(path, "rb") if compressed else open(path, "rb")
+
+
+def inspect_source(path: str | os.PathLike[str], file_name: str | None = None) -> Source:
+    """Read the file once: format, sha256, encoding and layout. Raises SourceError."""
+    path = Path(path)
+    name = Path(file_name).name if file_name else path.name
+    if not path.exists():
+        raise SourceError(f"{path}: no such file")
+    if path.is_dir():
+        raise SourceError(f"{path}: is a directory, not a file")
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as file:
+            magic = file.read(4)
+    except OSError as error:
+        raise SourceError(f"{path}: cannot be read ({error.strerror})") from None
+    if size == 0:
+        raise SourceError(f"{name}: the file is empty")
+    if magic == b"PAR1":
+        return _inspect_parquet(path, size, name)
+    if magic.startswith(b"PK\x03\x04"):
+        raise SourceError(f"{name}: looks like a ZIP or Excel file; export the sheet as CSV and import that")
+    return _inspect_csv(path, size, name, compressed=magic.startswith(b"\x1f\x8b"))
+
+
+def _inspect_csv(path: Path, size: int, name: str, compressed: bool) -> Source:
+    digest = hashlib.sha256()
+    utf8 = codecs.getincrementaldecoder("utf-8")()
+    is_utf8 = True
+    cp1252_ok = True
+    newlines = 0
+    first = b""
+    last_byte = b""
+    try:
+        with _open_raw(path, compressed) as raw:
+            while chunk := raw.read(CHUNK_BYTES):
+                digest.update(chunk)
+                if b"\x00" in chunk:
+                    raise SourceError(f"{name}: looks like a binary file (it contains NUL bytes), not a CSV export")
+                if is_utf8:
+                    try:
+                        utf8.decode(chunk)
+                    except UnicodeDecodeError:
+                        is_utf8 = False
+                if cp1252_ok and any(byte in chunk for byte in _CP1252_UNDEFINED):
+                    cp1252_ok = False
+                newlines += chunk.count(b"\n")
+                if len(first) < 65536:
+                    first += chunk[: 65536 - len(first)]
+                last_byte = chunk[-1:]
+            if is_utf8:
+                try:
+                    utf8.decode(b"", final=True)
+                except UnicodeDecodeError:
+                    is_utf8 = False
+    except (gzip.BadGzipFile, EOFError, zlib.error) as error:
+        raise SourceError(f"{name}: not a valid gzip file ({error})") from None
+    except OSError as error:
+        raise SourceError(f"{name}: cannot be read ({error.strerror or error})") from None
+
+    encoding = "utf-8" if is_utf8 else ("cp1252" if cp1252_ok else "latin-1")
+    if not first.strip():
+        raise SourceError(f"{name}: the file is empty")
+    text = first.decode(encoding, errors="replace").lstrip("\ufeff")
+    header_line = text.splitlines()[0] if text else ""
+    header = next(csv.reader([header_line]), [])
+    layout, header_tuple = _match_layout(header)
+
+    lines = newlines + (0 if last_byte == b"\n" else 1)
+    rows = lines - 1
+    if rows <= 0 or not text[len(header_line) :].strip():
+        raise SourceError(f"{name}: the file has a header but no data lines")
+    return Source(
+        path=path,
+        kind="csv",
+        compressed=compressed,
+        encoding=encoding,
+        layout=layout,
+        header=header_tuple,
+        sha256=digest.hexdigest(),
+        size_bytes=size,
+        rows_estimate=rows,
+        file_name=name,
+    )
+
+
+def _inspect_parquet(path: Path, size: int, name: str) -> Source:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while chunk := file.read(CHUNK_BYTES):
+            digest.update(chunk)
+    try:
+        schema = pl.read_parquet_schema(path)
+        rows = pl.scan_parquet(path).select(pl.len()).collect().item()
+    except Exception as error:  # noqa: BLE001 - Polars raises several kinds for a bad file
+        raise SourceError(f"{name}: not a readable Parquet file ({str(error).splitlines()[0]})") from None
+    layout, header = _match_layout(list(schema))
+    if rows == 0:
+        raise SourceError(f"{name}: the file has a header but no data lines")
+    return Source(
+        path=path,
+        kind="parquet",
+        compressed=False,
+        encoding="parquet",
+        layout=layout,
+        header=header,
+        sha256=digest.hexdigest(),
+        size_bytes=size,
+        rows_estimate=rows,
+        file_name=name,
+    )
+
+
+# --------------------------------------------------------------------------- read
+
+
+@contextmanager
+def _utf8_file(source: Source) -> Iterator[Path]:
+    """A plain UTF-8 copy of the CSV when it is compressed or not UTF-8; else the file itself."""
+    if not source.compressed and source.encoding == "utf-8":
+        yield source.path
+        return
+    fd, name = tempfile.mkstemp(prefix="shop-import-", suffix=".csv")
+    try:
+        decoder = codecs.getincrementaldecoder(source.encoding)()
+        with (
+            _open_raw(source.path, source.compressed) as raw,
+            os.fdopen(fd, "wb") as out,
+        ):
+            while chunk := raw.read(CHUNK_BYTES):
+                out.write(chunk if source.encoding == "utf-8" else decoder.decode(chunk).encode("utf-8"))
+            if source.encoding != "utf-8":
+                out.write(decoder.decode(b"", final=True).encode("utf-8"))
+        yield Path(name)
+    finally:
+        os.unlink(name)
+
+
+def read_batches(source: Source) -> Iterator[Batch]:
+    """Stream the file as validated batches. Raises SourceError on a malformed CSV structure."""
+    if source.kind == "parquet":
+        yield from _parquet_batches(source)
+        return
+    schema = dict.fromkeys([*(f"f{i}" for i in range(len(source.header))), _EXTRA], pl.String)
+    with _utf8_file(source) as path:
+        line = 2  # the header is line 1
+        for number, chunk in enumerate(_record_chunks(path)):
+            try:
+                frame = pl.read_csv(
+                    chunk,
+                    has_header=False,
+                    skip_rows=1 if number == 0 else 0,  # the header
+                    schema=schema,
+                    truncate_ragged_lines=True,
+                    missing_columns="insert",
+                ).with_row_index("line", offset=line)
+            except pl.exceptions.PolarsError:
+                raise SourceError(_locate_csv_error(path)) from None
+            line += frame.height
+            yield _validate(_canonical(frame, source), source.layout)
+
+
+def _record_chunks(path: Path) -> Iterator[bytes]:
+    """The file in pieces of whole CSV records (~BATCH_BYTES each; the first one small, to start fast).
+
+    A piece ends at a newline outside quotes: the number of quote characters before it is even.
+    """
+    size = FIRST_BATCH_BYTES
+    pending = b""
+    with open(path, "rb") as file:
+        while data := file.read(size):
+            size = BATCH_BYTES
+            buffer = pending + data
+            cut = _last_record_end(buffer)
+            if cut < 0:
+                pending = buffer  # one record longer than the buffer: read on
+                continue
+            yield buffer[: cut + 1]
+            pending = buffer[cut + 1 :]
+    if pending.strip():
+        yield pending
+
+
+def _last_record_end(buffer: bytes) -> int:
+    """Index of the last newline of `buffer` that is outside a quoted field, or -1."""
+    cut = buffer.rfind(b"\n")
+    quotes = buffer.count(b'"', 0, cut)
+    while cut >= 0 and quotes % 2:
+        previous = buffer.rfind(b"\n", 0, cut)
+        quotes -= buffer.count(b'"', previous + 1, cut)
+        cut = previous
+    return cut
+
+
+def _canonical(chunk: pl.DataFrame, source: Source) -> pl.DataFrame:
+    """Rename the file's columns (in whatever order) to COLUMNS, as strings."""
+    positions = {_norm(name): f"f{index}" for index, name in enumerate(source.header)}
+    wanted = LAYOUTS[source.layout]
+    selected = [pl.col("line")]
+    selected += [pl.col(positions[_norm(name)]).alias(column) for name, column in zip(wanted, COLUMNS, strict=True)]
+    if _EXTRA in chunk.columns:
+        selected.append(pl.col(_EXTRA))
+    return chunk.select(selected)
+
+
+def _norm(name: str) -> str:
+    return name.strip().strip("\ufeff").lower().replace(" ", "").replace("_", "")
+
+
+def _parquet_batches(source: Source) -> Iterator[Batch]:
+    schema = pl.read_parquet_schema(source.path)
+    as_text = []
+    for name in source.header:
+        dtype = schema[name]
+        if dtype.is_temporal():
+            as_text.append(pl.col(name).dt.strftime("%Y-%m-%d %H:%M:%S"))
+        else:
+            as_text.append(pl.col(name).cast(pl.String))
+    frame = (
+        pl.scan_parquet(source.path)
+        .select(as_text)
+        .rename({name: f"f{index}" for index, name in enumerate(source.header)})
+        .with_row_index("line", offset=1)  # a parquet row has no line: report its 1-based row number
+    )
+    for chunk in frame.collect_batches(chunk_size=BATCH_ROWS):
+        yield _validate(_canonical(chunk, source), source.layout)
+
+
+def _locate_csv_error(path: Path) -> str:
+    """Polars stops at a structural error without a line number: find it with the csv module."""
+    with open(path, newline="", encoding="utf-8") as file:
+        reader = csv.reader(file, strict=True)
+        try:
+            for _ in reader:
+                pass
+        except csv.Error as error:
+            return f"line {reader.line_num}: malformed CSV ({error}); fix the quoting of that line and import again"
+    return "malformed CSV: a quoted field is never closed; fix the quoting and import again"
+
+
+# --------------------------------------------------------------------------- validate
+
+
+def _validate(chunk: pl.DataFrame, layout: str) -> Batch:
+    """Type every column; a line failing any check becomes a Reject (its first problem)."""
+    s = {name: pl.col(name) for name in COLUMNS}
+    quantity = s["quantity"].cast(pl.Int64, strict=False)
+    unit_price = s["unit_price"].cast(pl.Decimal(12, 3), strict=False)
+    customer = s["customer_id"].str.replace(r"\.0+$", "").cast(pl.Int64, strict=False)
+    date = s["invoice_date"].str.strptime(pl.Datetime("us"), _DATE_PATTERNS[layout], strict=False)
+    every_null = pl.all_horizontal(s[name].is_null() for name in COLUMNS)
+
+    checks = [
+        (every_null, "", "empty line"),
+        (pl.col(_EXTRA).is_not_null(), "", f"too many fields: expected {len(COLUMNS)}"),
+        (s["invoice_no"].is_null(), "invoice_no", "missing (required)"),
+        (
+            s["invoice_no"].str.len_chars() > INVOICE_NO_LENGTH,
+            "invoice_no",
+            f"longer than {INVOICE_NO_LENGTH}",
+        ),
+        (s["stock_code"].is_null(), "stock_code", "missing (required)"),
+        (
+            s["stock_code"].str.len_chars() > STOCK_CODE_LENGTH,
+            "stock_code",
+            f"longer than {STOCK_CODE_LENGTH}",
+        ),
+        (
+            s["description"].str.len_chars() > DESCRIPTION_LENGTH,
+            "description",
+            f"longer than {DESCRIPTION_LENGTH}",
+        ),
+        (s["quantity"].is_null(), "quantity", "missing (required)"),
+        (quantity.is_null(), "quantity", "not a whole number"),
+        (quantity.abs() > _INT32_MAX, "quantity", "out of range"),
+        (s["invoice_date"].is_null(), "invoice_date", "missing (required)"),
+        (
+            date.is_null(),
+            "invoice_date",
+            f"not a date and time like {DATE_FORMATS[layout]}",
+        ),
+        (s["unit_price"].is_null(), "unit_price", "missing (required)"),
+        (
+            ~s["unit_price"].str.contains(r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)$"),
+            "unit_price",
+            "not a decimal number",
+        ),
+        (
+            s["unit_price"].str.contains(r"\.[0-9]{4,}$"),
+            "unit_price",
+            "more than 3 decimal places",
+        ),
+        (
+            unit_price.is_null(),
+            "unit_price",
+            "out of range (at most 9 digits before the point)",
+        ),
+        (
+            s["customer_id"].is_not_null() & (customer.is_null() | (customer < 0) | (customer > _INT32_MAX)),
+            "customer_id",
+            "not a customer number (a whole number, or empty)",
+        ),
+        (
+            s["country"].is_null(),
+            "country",
+            "missing (required; is the line missing fields?)",
+        ),
+        (
+            s["country"].str.len_chars() > COUNTRY_LENGTH,
+            "country",
+            f"longer than {COUNTRY_LENGTH}",
+        ),
+    ]
+    if _EXTRA not in chunk.columns:
+        chunk = chunk.with_columns(pl.lit(None, pl.String).alias(_EXTRA))
+
+    typed = chunk.with_columns(
+        _quantity=quantity,
+        _unit_price=unit_price,
+        _customer=customer,
+        _date=date,
+        _bad=pl.any_horizontal(check.fill_null(False) for check, _, _ in checks),
+    )
+    valid = typed.filter(~pl.col("_bad")).select(
+        "invoice_no",
+        "stock_code",
+        "description",
+        pl.col("_quantity").cast(pl.Int32).alias("quantity"),
+        pl.col("_date").alias("invoice_date"),
+        pl.col("_unit_price").alias("unit_price"),
+        pl.col("_customer").cast(pl.Int32).alias("customer_id"),
+        "country",
+    )
+    invalid = typed.filter(pl.col("_bad"))
+    rejects: list[Reject] = []
+    if invalid.height:
+        # Only the (usually few) bad lines pay for finding their first failing check.
+        column_expr: pl.Expr = pl.lit(None, pl.String)
+        reason_expr: pl.Expr = pl.lit(None, pl.String)
+        value_expr: pl.Expr = pl.lit(None, pl.String)
+        for check, column, reason in reversed(checks):
+            failed = check.fill_null(False)
+            column_expr = pl.when(failed).then(pl.lit(column)).otherwise(column_expr)
+            reason_expr = pl.when(failed).then(pl.lit(reason)).otherwise(reason_expr)
+            value_expr = pl.when(failed).then(s[column] if column else pl.col(_EXTRA)).otherwise(value_expr)
+        explained = invalid.select("line", column_expr, value_expr, reason_expr, *COLUMNS)
+        rejects = [
+            Reject(
+                line=row[0],
+                column=row[1],
+                value=row[2],
+                reason=row[3],
+                fields=tuple(row[4:]),
+            )
+            for row in explained.iter_rows()
+        ]
+    return Batch(rows=valid, rejects=rejects, lines_read=chunk.height)
+
+
+def write_rejects_header(file: TextIO, header: tuple[str, ...]) -> None:
+    csv.writer(file).writerow(["line", "column", "reason", *header])
+
+
+def write_rejects(file: TextIO, rejects: list[Reject]) -> None:
+    """The rejected lines with their reasons: a CSV the user can fix and import again."""
+    writer = csv.writer(file)
+    for reject in rejects:
+        writer.writerow([reject.line, reject.column, reject.reason, *reject.fields])

@@ -1,0 +1,110 @@
+"""Database engine (SQLite embedded or PostgreSQL) and schema migrations."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+
+from piccolo.apps.migrations.commands.base import BaseMigrationManager
+from piccolo.apps.migrations.commands.forwards import run_forwards
+from piccolo.apps.migrations.tables import Migration
+from piccolo.engine.base import Engine
+from piccolo.engine.postgres import PostgresEngine
+from piccolo.engine.sqlite import SQLiteEngine
+
+from app.lib.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+APP_NAME = "shop"  # the Piccolo app that owns every table and piccolo_migrations/
+
+
+def make_engine(settings: Settings) -> Engine:
+    if settings.is_postgres:
+        return PostgresEngine(
+            config={
+                "dsn": settings.database_url,
+                "timeout": 5,  # connect timeout: an unreachable server fails fast
+                "command_timeout": 300,  # a full import is one long COPY
+                "server_settings": {"application_name": "shop-analytics"},
+            }
+        )
+    path = settings.sqlite_path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # timeout: wait for a writer (an import) instead of failing with "database is locked"
+    return SQLiteEngine(path=str(path), timeout=30)
+
+
+def engine() -> Engine:
+    """The engine piccolo_conf.py configured (one per process)."""
+    from piccolo.engine.finder import engine_finder
+
+    found = engine_finder()
+    if found is None:  # pragma: no cover - piccolo_conf.py is part of the project
+        raise RuntimeError("piccolo_conf.py not found: run from the project root")
+    return found
+
+
+async def pending_migrations() -> list[str]:
+    """IDs of the migrations in piccolo_migrations/ that have not run yet."""
+    manager = BaseMigrationManager()
+    app_config = manager.get_app_config(APP_NAME)
+    known = manager.get_migration_ids(manager.get_migration_modules(app_config.resolved_migrations_folder_path))
+    if not await Migration.table_exists().run():
+        return sorted(known)
+    ran = await Migration.get_migrations_which_ran(app_name=APP_NAME)
+    return sorted(set(known) - set(ran))
+
+
+async def apply_migrations() -> list[str]:
+    """Run the pending migrations (embedded mode does this on start); returns their IDs."""
+    pending = await pending_migrations()
+    if pending:
+        with contextlib.redirect_stdout(io.StringIO()) as output:
+            result = await run_forwards(app_name="all", migration_id="all")
+        if not result.success:
+            raise RuntimeError(f"migrations failed: {result.message}\n{output.getvalue()}")
+        logger.info("applied %d migration(s): %s", len(pending), ", ".join(pending))
+    return pending
+
+
+async def prepare_schema(settings: Settings) -> None:
+    """Embedded: apply migrations. Production: refuse to run on an out-of-date schema."""
+    if not settings.is_postgres:
+        await apply_migrations()
+        if isinstance(engine(), SQLiteEngine):
+            # WAL lets the dashboard read while an import writes.
+            await engine().run_ddl("PRAGMA journal_mode=WAL")
+        return
+    pending = await pending_migrations()
+    if pending:
+        raise SchemaOutOfDate(
+            f"the database schema is missing {len(pending)} migration(s): "
+            "run `uv run piccolo migrations forwards all` first"
+        )
+
+
+class SchemaOutOfDate(Exception):
+    pass
+
+
+def database_error_message(error: BaseException) -> str | None:
+    """One line for a database that cannot be used (down, missing, locked); None if it is something else."""
+    import sqlite3
+
+    import asyncpg
+
+    if isinstance(error, asyncpg.InvalidCatalogNameError):
+        return f"the database does not exist ({error}); create it or fix DATABASE_URL"
+    if isinstance(error, asyncpg.InvalidAuthorizationSpecificationError | asyncpg.InvalidPasswordError):
+        return f"the database refused the login ({error}); check DATABASE_URL"
+    if isinstance(error, asyncpg.UndefinedTableError):
+        return f"the database schema is missing ({error}); run `uv run piccolo migrations forwards all`"
+    if isinstance(error, ConnectionError | asyncpg.CannotConnectNowError | TimeoutError) or (
+        isinstance(error, OSError) and error.errno is not None
+    ):
+        return f"cannot reach the database ({error}); is PostgreSQL running and DATABASE_URL right?"
+    if isinstance(error, sqlite3.OperationalError):
+        return f"the SQLite database cannot be used ({error})"
+    return None

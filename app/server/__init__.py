@@ -1,0 +1,1 @@
+"""Application assembly: routes, plugins, CLI commands, start-up."""

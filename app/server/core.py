@@ -1,0 +1,66 @@
+"""The one place where the application is put together (routes, templates, CLI, start-up)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from click import Group
+from litestar import Litestar
+from litestar.config.app import AppConfig
+from litestar.logging import LoggingConfig
+from litestar.plugins import CLIPluginProtocol, InitPluginProtocol
+from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.static_files import create_static_files_router
+from litestar.template import TemplateConfig
+
+from app.lib.db import prepare_schema
+from app.lib.settings import Settings, SettingsError, get_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+logger = logging.getLogger("app")
+
+
+class ApplicationCore(InitPluginProtocol, CLIPluginProtocol):
+    """Wires the app; read start-up here."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def on_cli_init(self, cli: Group) -> None:
+        from app.ingest.cli import register
+
+        register(cli)
+
+    def on_app_init(self, app_config: AppConfig) -> AppConfig:
+        from app.server.pages import HomeController
+
+        settings = self.settings
+        app_config.route_handlers.extend(
+            [
+                HomeController,
+                create_static_files_router(path="/static", directories=[ROOT / "static"], name="static"),
+            ]
+        )
+        app_config.template_config = TemplateConfig(directory=ROOT / "templates", engine=JinjaTemplateEngine)
+        app_config.logging_config = LoggingConfig(
+            root={"level": settings.log_level, "handlers": ["queue_listener"]},
+            log_exceptions="always",
+        )
+
+        async def schema_ready() -> None:
+            await prepare_schema(settings)
+
+        app_config.on_startup.append(schema_ready)
+        return app_config
+
+
+def build_app() -> Litestar:
+    try:
+        settings = get_settings()
+    except SettingsError as error:
+        raise SystemExit(f"error: {error}") from None
+    # `uv run litestar run` serves on PORT unless --port says otherwise.
+    os.environ.setdefault("LITESTAR_PORT", str(settings.port))
+    return Litestar(plugins=[ApplicationCore(settings)])
