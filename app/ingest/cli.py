@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from app.ingest.reader import Source, SourceError
 from app.ingest.service import (
@@ -72,8 +72,8 @@ def _import(path: str, replace: bool, skip_invalid: bool, rejects: str | None) -
     show_progress = console.is_terminal
     progress = Progress(
         TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
+        BarColumn(bar_width=24),
+        TextColumn("{task.completed:>9,.0f} / {task.total:,.0f} lines"),
         _RowsPerSecond(),
         TimeElapsedColumn(),
         console=console,

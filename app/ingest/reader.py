@@ -98,6 +98,7 @@ class Source:
     encoding: str  # "utf-8" | "cp1252" | "latin-1" | "parquet"
     layout: str  # a key of LAYOUTS
     header: tuple[str, ...]  # the file's column names, in the file's order
+    positions: tuple[int, ...]  # where each of COLUMNS sits in the file
     sha256: str
     size_bytes: int
     rows_estimate: int  # data lines (CSV: newlines minus the header), for progress
@@ -127,17 +128,18 @@ class Batch:
 # --------------------------------------------------------------------------- inspect
 
 
-def _match_layout(header: list[str]) -> tuple[str, tuple[str, ...]]:
-    """The layout whose column names the header has (any order, case and spaces ignored)."""
+def _norm(name: str) -> str:
+    return name.strip().strip("\ufeff").lower().replace(" ", "").replace("_", "")
 
-    def norm(name: str) -> str:
-        return name.strip().strip("\ufeff").lower().replace(" ", "").replace("_", "")
 
-    found = [norm(name) for name in header]
+def _match_layout(header: list[str]) -> tuple[str, tuple[int, ...]]:
+    """The layout whose column names the header has (any order, case and spaces ignored),
+    and where each of COLUMNS sits in the file."""
+    found = [_norm(name) for name in header]
     for layout, names in LAYOUTS.items():
-        wanted = [norm(name) for name in names]
+        wanted = [_norm(name) for name in names]
         if sorted(found) == sorted(wanted):
-            return layout, tuple(header)
+            return layout, tuple(found.index(name) for name in wanted)
     shown = ", ".join(name.strip() for name in header[:12]) or "(nothing)"
     raise SourceError(
         f"unknown header: found [{shown}]; expected the Kaggle layout "
@@ -213,7 +215,7 @@ def _inspect_csv(path: Path, size: int, name: str, compressed: bool) -> Source:
     text = first.decode(encoding, errors="replace").lstrip("\ufeff")
     header_line = text.splitlines()[0] if text else ""
     header = next(csv.reader([header_line]), [])
-    layout, header_tuple = _match_layout(header)
+    layout, positions = _match_layout(header)
 
     lines = newlines + (0 if last_byte == b"\n" else 1)
     rows = lines - 1
@@ -225,7 +227,8 @@ def _inspect_csv(path: Path, size: int, name: str, compressed: bool) -> Source:
         compressed=compressed,
         encoding=encoding,
         layout=layout,
-        header=header_tuple,
+        header=tuple(header),
+        positions=positions,
         sha256=digest.hexdigest(),
         size_bytes=size,
         rows_estimate=rows,
@@ -243,7 +246,7 @@ def _inspect_parquet(path: Path, size: int, name: str) -> Source:
         rows = pl.scan_parquet(path).select(pl.len()).collect().item()
     except Exception as error:  # noqa: BLE001 - Polars raises several kinds for a bad file
         raise SourceError(f"{name}: not a readable Parquet file ({str(error).splitlines()[0]})") from None
-    layout, header = _match_layout(list(schema))
+    layout, positions = _match_layout(list(schema))
     if rows == 0:
         raise SourceError(f"{name}: the file has a header but no data lines")
     return Source(
@@ -252,7 +255,8 @@ def _inspect_parquet(path: Path, size: int, name: str) -> Source:
         compressed=False,
         encoding="parquet",
         layout=layout,
-        header=header,
+        header=tuple(schema),
+        positions=positions,
         sha256=digest.hexdigest(),
         size_bytes=size,
         rows_estimate=rows,
@@ -342,18 +346,12 @@ def _last_record_end(buffer: bytes) -> int:
 
 
 def _canonical(chunk: pl.DataFrame, source: Source) -> pl.DataFrame:
-    """Rename the file's columns (in whatever order) to COLUMNS, as strings."""
-    positions = {_norm(name): f"f{index}" for index, name in enumerate(source.header)}
-    wanted = LAYOUTS[source.layout]
+    """The file's columns (f0, f1, ... in the file's order) renamed to COLUMNS."""
     selected = [pl.col("line")]
-    selected += [pl.col(positions[_norm(name)]).alias(column) for name, column in zip(wanted, COLUMNS, strict=True)]
+    selected += [pl.col(f"f{index}").alias(column) for index, column in zip(source.positions, COLUMNS, strict=True)]
     if _EXTRA in chunk.columns:
         selected.append(pl.col(_EXTRA))
     return chunk.select(selected)
-
-
-def _norm(name: str) -> str:
-    return name.strip().strip("\ufeff").lower().replace(" ", "").replace("_", "")
 
 
 def _parquet_batches(source: Source) -> Iterator[Batch]:
@@ -362,7 +360,7 @@ def _parquet_batches(source: Source) -> Iterator[Batch]:
     for name in source.header:
         dtype = schema[name]
         if dtype.is_temporal():
-            as_text.append(pl.col(name).dt.strftime("%Y-%m-%d %H:%M:%S"))
+            as_text.append(pl.col(name).dt.strftime(_DATE_PATTERNS[source.layout]))
         else:
             as_text.append(pl.col(name).cast(pl.String))
     frame = (
@@ -492,7 +490,9 @@ def _validate(chunk: pl.DataFrame, layout: str) -> Batch:
             column_expr = pl.when(failed).then(pl.lit(column)).otherwise(column_expr)
             reason_expr = pl.when(failed).then(pl.lit(reason)).otherwise(reason_expr)
             value_expr = pl.when(failed).then(s[column] if column else pl.col(_EXTRA)).otherwise(value_expr)
-        explained = invalid.select("line", column_expr, value_expr, reason_expr, *COLUMNS)
+        explained = invalid.select(
+            "line", column_expr.alias("_column"), value_expr.alias("_value"), reason_expr.alias("_reason"), *COLUMNS
+        )
         rejects = [
             Reject(
                 line=row[0],

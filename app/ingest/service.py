@@ -285,12 +285,22 @@ def _prefetch(
         except BaseException as error:  # noqa: BLE001 - handed to the consumer, which re-raises it
             items.put((_DONE, error))
 
+    def take() -> tuple:
+        # Never blocks for good: a cancelled import (Ctrl-C) must not leave this thread waiting,
+        # or the event loop would wait for it on shutdown.
+        while True:
+            try:
+                return items.get(timeout=0.1)
+            except queue.Empty:
+                if stop.is_set():
+                    return _DONE, None
+
     async def consume() -> AsyncIterator:
         worker = threading.Thread(target=produce, name="import-reader", daemon=True)
         worker.start()
         try:
             while True:
-                batch, payload = await asyncio.to_thread(items.get)
+                batch, payload = await asyncio.to_thread(take)
                 if batch is _DONE:
                     if payload is not None:
                         raise payload

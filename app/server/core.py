@@ -46,6 +46,7 @@ class ApplicationCore(InitPluginProtocol, CLIPluginProtocol):
         app_config.template_config = TemplateConfig(directory=ROOT / "templates", engine=JinjaTemplateEngine)
         app_config.logging_config = LoggingConfig(
             root={"level": settings.log_level, "handlers": ["queue_listener"]},
+            loggers={"piccolo": {"level": "WARNING", "propagate": True}},  # not its start-up chatter
             log_exceptions="always",
         )
 

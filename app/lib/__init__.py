@@ -1,0 +1,1 @@
+"""Shared plumbing: settings and database."""

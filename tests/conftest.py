@@ -1,0 +1,109 @@
+"""Test set-up: one engine per run, chosen before the app is imported.
+
+- Default: the embedded SQLite engine, in a fresh temporary DATA_DIR.
+- TEST_DATABASE_URL=postgresql://...: that PostgreSQL database (it is emptied: use a
+  throwaway one; `.ci/run` creates a fresh one per run).
+
+Tests that need the real data set read it from ../shared/data; where it is absent
+they skip with the reason, except under CI=1, where they fail.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA_DIR = ROOT.parent / "shared" / "data"
+DATA_CSV_GZ = DATA_DIR / "online_retail.csv.gz"
+DATA_PARQUET = DATA_DIR / "online_retail.parquet"
+
+_TEST_DB = os.environ.get("TEST_DATABASE_URL", "").strip()
+_TMP = Path(tempfile.mkdtemp(prefix="shop-test-"))
+if _TEST_DB:
+    os.environ["DATABASE_URL"] = _TEST_DB
+    os.environ.setdefault("SECRET_KEY", "test-secret-key-" + "x" * 32)
+else:
+    os.environ["DATABASE_URL"] = ""  # wins over a developer's .env (load_dotenv does not override)
+os.environ["DATA_DIR"] = str(_TMP / "var")
+os.environ.pop("REDIS_URL", None)
+
+ENGINE = "postgres" if _TEST_DB else "sqlite"
+
+
+def pytest_report_header() -> str:
+    return f"database engine under test: {ENGINE}"
+
+
+@pytest.fixture(scope="session")
+def engine_name() -> str:
+    return ENGINE
+
+
+@pytest.fixture(scope="session")
+def tmp_root() -> Path:
+    return _TMP
+
+
+def _need(path: Path) -> Path:
+    if not path.exists():
+        message = f"{path} not found: the real data set lives in ../shared/data beside the project"
+        if os.environ.get("CI"):
+            pytest.fail(message + " (CI must run these tests)")
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture(scope="session")
+def data_csv_gz() -> Path:
+    return _need(DATA_CSV_GZ)
+
+
+@pytest.fixture(scope="session")
+def data_parquet() -> Path:
+    return _need(DATA_PARQUET)
+
+
+@pytest.fixture(scope="session", autouse=True)
+async def schema() -> None:
+    from app.lib.db import apply_migrations, prepare_schema
+    from app.lib.settings import get_settings
+
+    if ENGINE == "postgres":
+        await apply_migrations()
+    await prepare_schema(get_settings())
+
+
+@pytest.fixture
+async def empty_db() -> None:
+    """Every test that imports starts from empty tables."""
+    from app.ingest.tables import Import, Transaction
+
+    await Transaction.delete(force=True).run()
+    await Import.delete(force=True).run()
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    """The environment for running the real CLI against the database under test."""
+    env = {**os.environ, **extra}
+    env.pop("LITESTAR_APP", None)
+    return env
+
+
+def run_cli(*args: str, timeout: float = 180, **env: str) -> subprocess.CompletedProcess[str]:
+    """`litestar ARGS` in a subprocess, exactly as a user runs it (from the project root)."""
+    litestar = Path(sys.executable).with_name("litestar")
+    return subprocess.run(
+        [str(litestar), *args],
+        cwd=ROOT,
+        env=cli_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

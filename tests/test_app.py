@@ -1,0 +1,81 @@
+"""The web app: it starts on the embedded default (migrations applied) and serves its page."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from app import create_app
+from app.ingest.service import import_file
+from tests.conftest import ROOT, cli_env
+from tests.test_reader import GOOD, KAGGLE_HEADER, write
+
+pytestmark = pytest.mark.usefixtures("empty_db")
+
+
+async def test_home_page_shows_the_empty_state_then_the_loaded_data(tmp_path: Path) -> None:
+    app = create_app()
+    async with app.lifespan(), httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        page = await client.get("/")
+        assert page.status_code == 200
+        assert "No transactions are loaded yet" in page.text
+        assert "uv run litestar data import" in page.text
+
+        await import_file(write(tmp_path / "small.csv", [KAGGLE_HEADER, *GOOD]))
+        page = await client.get("/")
+        assert "<strong>4</strong> transactions loaded, dataset version 1" in page.text
+        assert "small.csv" in page.text
+        assert "doi:10.24432/C5BW33" in page.text  # the data set is cited where it is shown
+
+        css = await client.get("/static/app.css")
+        assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
+        htmx = await client.get("/static/htmx.min.js")
+        assert htmx.status_code == 200 and 'version:"2.0.' in htmx.text
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def test_litestar_run_serves_a_fresh_embedded_instance(tmp_path: Path) -> None:
+    """`uv run litestar run --port N` on a machine with no database yet: SQLite is created and migrated."""
+    port = free_port()
+    data_dir = tmp_path / "fresh-var"
+    litestar = Path(os.environ.get("VIRTUAL_ENV", ROOT / ".venv")) / "bin" / "litestar"
+    server = subprocess.Popen(
+        [str(litestar), "run", "--port", str(port)],
+        cwd=ROOT,
+        env=cli_env(DATABASE_URL="", DATA_DIR=str(data_dir), SECRET_KEY=""),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        async with httpx.AsyncClient() as client:
+            while True:
+                assert server.poll() is None, server.communicate()[0]
+                try:
+                    page = await client.get(f"http://127.0.0.1:{port}/")
+                    break
+                except httpx.TransportError:
+                    assert time.monotonic() < deadline, "the server did not answer within 60 s"
+                    await asyncio.sleep(0.2)
+        assert page.status_code == 200 and "No transactions are loaded yet" in page.text
+        assert (data_dir / "shop.sqlite3").exists()
+        assert (data_dir / "secret_key").exists()
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()

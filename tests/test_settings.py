@@ -1,0 +1,81 @@
+"""Settings: production refuses a missing secret; the embedded mode makes and keeps one."""
+
+from __future__ import annotations
+
+import stat
+
+import pytest
+
+from app.lib.settings import PLACEHOLDER_SECRET, SettingsError, load_settings
+from tests.conftest import run_cli
+
+PG_URL = "postgresql://postgres@127.0.0.1:5432/nowhere"
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path):
+    for name in ("DATABASE_URL", "SECRET_KEY", "JWT_ALGORITHM", "JWT_EXPIRY_MINUTES", "COOKIE_SECURE", "CURRENCY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)  # no .env here
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "var"))
+    return monkeypatch
+
+
+def test_embedded_mode_creates_and_keeps_a_private_secret(clean_env, tmp_path) -> None:
+    first = load_settings()
+    second = load_settings()
+    key_file = tmp_path / "var" / "secret_key"
+    assert first.secret_key == second.secret_key == key_file.read_text().strip()
+    assert len(first.secret_key) >= 32
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert not first.is_postgres
+    assert first.sqlite_path == tmp_path / "var" / "shop.sqlite3"
+
+
+def test_defaults(clean_env) -> None:
+    settings = load_settings()
+    assert settings.jwt_algorithm == "HS256"
+    assert settings.jwt_expiry_minutes == 60
+    assert settings.cookie_secure is False
+    assert settings.currency == "GBP"
+    assert settings.port == 8000
+
+
+@pytest.mark.parametrize("secret", [None, "", PLACEHOLDER_SECRET])
+def test_production_refuses_a_missing_or_default_secret(clean_env, secret) -> None:
+    clean_env.setenv("DATABASE_URL", PG_URL)
+    if secret is not None:
+        clean_env.setenv("SECRET_KEY", secret)
+    with pytest.raises(SettingsError, match="SECRET_KEY is not set"):
+        load_settings()
+
+
+def test_production_refuses_a_short_secret(clean_env) -> None:
+    clean_env.setenv("DATABASE_URL", PG_URL)
+    clean_env.setenv("SECRET_KEY", "short")
+    with pytest.raises(SettingsError, match="too short"):
+        load_settings()
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("COOKIE_SECURE", "maybe", "not a boolean"),
+        ("JWT_EXPIRY_MINUTES", "soon", "not a whole number"),
+        ("JWT_ALGORITHM", "none", "not supported"),
+        ("CURRENCY", "pounds", "3-letter"),
+        ("DATABASE_URL", "mysql://x", "must start with"),
+    ],
+)
+def test_invalid_values_say_what_to_fix(clean_env, name, value, message) -> None:
+    clean_env.setenv(name, value)
+    with pytest.raises(SettingsError, match=message):
+        load_settings()
+
+
+def test_the_cli_refuses_to_start_in_production_without_a_secret_in_one_line() -> None:
+    done = run_cli("data", "status", DATABASE_URL=PG_URL, SECRET_KEY="")
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert lines == [lines[0]] and lines[0].startswith("error: SECRET_KEY is not set"), done.stderr
+    assert "Traceback" not in done.stderr
