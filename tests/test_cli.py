@@ -171,3 +171,24 @@ async def test_production_refuses_an_unmigrated_database_with_one_line() -> None
     finally:
         await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         await admin.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("postgresql://postgres@127.0.0.1:9/shop", "error: cannot reach the database ("),
+        ("postgresql://postgres@127.0.0.1:5432/no_such_db_here", "error: the database does not exist ("),
+    ],
+)
+def test_an_unusable_database_is_one_clear_line(url: str, message: str) -> None:
+    done = run_cli("data", "status", DATABASE_URL=url, SECRET_KEY="s" * 40)
+    assert one_error_line(done).startswith(message)
+
+
+def test_skip_invalid_needs_a_writable_place_for_the_rejects(tmp_path: Path) -> None:
+    path = write(tmp_path / "a.csv", [KAGGLE_HEADER, GOOD[0]])
+    nowhere = tmp_path / "missing-folder" / "rejects.csv"
+    done = run_cli("data", "import", "--skip-invalid", "--rejects", str(nowhere), str(path))
+    assert one_error_line(done) == (
+        f"error: cannot write the rejected lines to {nowhere}; choose a file with --rejects PATH"
+    )

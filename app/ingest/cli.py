@@ -15,7 +15,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from app.ingest.reader import Source, SourceError
 from app.ingest.service import (
-    DuplicateImport,
+    ImportFailed,
     ImportRejected,
     ImportResult,
     dataset_status,
@@ -48,8 +48,6 @@ def _run(work: Callable[[], Awaitable[Any]]) -> Any:
 
     try:
         return asyncio.run(main())
-    except (SourceError, DuplicateImport, SchemaOutOfDate) as error:
-        _fail(str(error))
     except ImportRejected as error:
         click.echo(f"error: {error}", err=True)
         for reject in error.rejects:
@@ -58,6 +56,8 @@ def _run(work: Callable[[], Awaitable[Any]]) -> Any:
         if error.rejected > len(error.rejects):
             click.echo(f"  ... and {error.rejected - len(error.rejects):,} more", err=True)
         sys.exit(1)
+    except (SourceError, ImportFailed, SchemaOutOfDate) as error:
+        _fail(str(error))
     except KeyboardInterrupt:
         _fail("interrupted: nothing was written, the database is as it was")
     except Exception as error:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import queue
 import threading
 import time
@@ -126,6 +127,8 @@ async def import_file(
         on_start(source)
 
     rejects_path = (reject_file or reject_file_for(Path(path))) if skip_invalid else None
+    if rejects_path is not None and not os.access(rejects_path.parent, os.W_OK):
+        raise ImportFailed(f"cannot write the rejected lines to {rejects_path}; choose a file with --rejects PATH")
     tally = _Tally(skip_invalid=skip_invalid, rejects_path=rejects_path, layout=source.layout)
     keep_rejects = False
     try:

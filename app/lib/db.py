@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import warnings
 
 from piccolo.apps.migrations.commands.base import BaseMigrationManager
 from piccolo.apps.migrations.commands.forwards import run_forwards
@@ -21,6 +22,9 @@ APP_NAME = "shop"  # the Piccolo app that owns every table and piccolo_migration
 
 
 def make_engine(settings: Settings) -> Engine:
+    # Piccolo warns in colour when its start-up version check cannot reach the server; the
+    # app reports an unreachable database itself, in one line (database_error_message).
+    warnings.filterwarnings("ignore", message=r".*Unable to (connect to database|fetch server version)")
     if settings.is_postgres:
         return PostgresEngine(
             config={
