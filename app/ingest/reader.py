@@ -188,13 +188,13 @@ def _inspect_csv(path: Path, size: int, name: str, compressed: bool) -> Source:
                 digest.update(chunk)
                 if b"\x00" in chunk:
                     raise SourceError(f"{name}: looks like a binary file (it contains NUL bytes), not a CSV export")
-                if is_utf8:
+                if is_utf8 and not chunk.isascii():  # ASCII is UTF-8: only other chunks need decoding
                     try:
                         utf8.decode(chunk)
                     except UnicodeDecodeError:
                         is_utf8 = False
-                if cp1252_ok and any(byte in chunk for byte in _CP1252_UNDEFINED):
-                    cp1252_ok = False
+                if not is_utf8 and cp1252_ok:
+                    cp1252_ok = not any(byte in chunk for byte in _CP1252_UNDEFINED)
                 newlines += chunk.count(b"\n")
                 if len(first) < 65536:
                     first += chunk[: 65536 - len(first)]
@@ -209,6 +209,8 @@ def _inspect_csv(path: Path, size: int, name: str, compressed: bool) -> Source:
     except OSError as error:
         raise SourceError(f"{name}: cannot be read ({error.strerror or error})") from None
 
+    if not is_utf8 and cp1252_ok:  # the chunks read before the first non-UTF-8 one are unchecked
+        cp1252_ok = _defined_in_cp1252(path, compressed)
     encoding = "utf-8" if is_utf8 else ("cp1252" if cp1252_ok else "latin-1")
     if not first.strip():
         raise SourceError(f"{name}: the file is empty")
@@ -234,6 +236,15 @@ def _inspect_csv(path: Path, size: int, name: str, compressed: bool) -> Source:
         rows_estimate=rows,
         file_name=name,
     )
+
+
+def _defined_in_cp1252(path: Path, compressed: bool) -> bool:
+    """Whether no byte of the file is one that Windows-1252 leaves undefined (else: Latin-1)."""
+    with _open_raw(path, compressed) as raw:
+        while chunk := raw.read(CHUNK_BYTES):
+            if any(byte in chunk for byte in _CP1252_UNDEFINED):
+                return False
+    return True
 
 
 def _inspect_parquet(path: Path, size: int, name: str) -> Source:
@@ -390,97 +401,61 @@ def _locate_csv_error(path: Path) -> str:
 
 def _validate(chunk: pl.DataFrame, layout: str) -> Batch:
     """Type every column; a line failing any check becomes a Reject (its first problem)."""
+    if _EXTRA not in chunk.columns:
+        chunk = chunk.with_columns(pl.lit(None, pl.String).alias(_EXTRA))
     s = {name: pl.col(name) for name in COLUMNS}
-    quantity = s["quantity"].cast(pl.Int64, strict=False)
-    unit_price = s["unit_price"].cast(pl.Decimal(12, 3), strict=False)
-    customer = s["customer_id"].str.replace(r"\.0+$", "").cast(pl.Int64, strict=False)
-    date = s["invoice_date"].str.strptime(pl.Datetime("us"), _DATE_PATTERNS[layout], strict=False)
-    every_null = pl.all_horizontal(s[name].is_null() for name in COLUMNS)
-
+    # Each typed value is computed once, then checked.
+    typed = chunk.with_columns(
+        _quantity=s["quantity"].cast(pl.Int64, strict=False),
+        _unit_price=s["unit_price"].cast(pl.Decimal(12, 3), strict=False),
+        _customer=s["customer_id"].str.strip_suffix(".0").cast(pl.Int64, strict=False),  # II: "13085.0"
+        _date=s["invoice_date"].str.strptime(pl.Datetime("us"), _DATE_PATTERNS[layout], strict=False),
+    )
+    quantity, unit_price, customer, date = (pl.col(name) for name in ("_quantity", "_unit_price", "_customer", "_date"))
     checks = [
-        (every_null, "", "empty line"),
+        (pl.all_horizontal(s[name].is_null() for name in COLUMNS), "", "empty line"),
         (pl.col(_EXTRA).is_not_null(), "", f"too many fields: expected {len(COLUMNS)}"),
         (s["invoice_no"].is_null(), "invoice_no", "missing (required)"),
-        (
-            s["invoice_no"].str.len_chars() > INVOICE_NO_LENGTH,
-            "invoice_no",
-            f"longer than {INVOICE_NO_LENGTH}",
-        ),
+        (s["invoice_no"].str.len_chars() > INVOICE_NO_LENGTH, "invoice_no", f"longer than {INVOICE_NO_LENGTH}"),
         (s["stock_code"].is_null(), "stock_code", "missing (required)"),
-        (
-            s["stock_code"].str.len_chars() > STOCK_CODE_LENGTH,
-            "stock_code",
-            f"longer than {STOCK_CODE_LENGTH}",
-        ),
-        (
-            s["description"].str.len_chars() > DESCRIPTION_LENGTH,
-            "description",
-            f"longer than {DESCRIPTION_LENGTH}",
-        ),
+        (s["stock_code"].str.len_chars() > STOCK_CODE_LENGTH, "stock_code", f"longer than {STOCK_CODE_LENGTH}"),
+        (s["description"].str.len_chars() > DESCRIPTION_LENGTH, "description", f"longer than {DESCRIPTION_LENGTH}"),
         (s["quantity"].is_null(), "quantity", "missing (required)"),
         (quantity.is_null(), "quantity", "not a whole number"),
         (quantity.abs() > _INT32_MAX, "quantity", "out of range"),
         (s["invoice_date"].is_null(), "invoice_date", "missing (required)"),
-        (
-            date.is_null(),
-            "invoice_date",
-            f"not a date and time like {DATE_FORMATS[layout]}",
-        ),
+        (date.is_null(), "invoice_date", f"not a date and time like {DATE_FORMATS[layout]}"),
         (s["unit_price"].is_null(), "unit_price", "missing (required)"),
         (
             ~s["unit_price"].str.contains(r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)$"),
             "unit_price",
             "not a decimal number",
         ),
-        (
-            s["unit_price"].str.contains(r"\.[0-9]{4,}$"),
-            "unit_price",
-            "more than 3 decimal places",
-        ),
-        (
-            unit_price.is_null(),
-            "unit_price",
-            "out of range (at most 9 digits before the point)",
-        ),
+        (s["unit_price"].str.contains(r"\.[0-9]{4,}$"), "unit_price", "more than 3 decimal places"),
+        (unit_price.is_null(), "unit_price", "out of range (at most 9 digits before the point)"),
         (
             s["customer_id"].is_not_null() & (customer.is_null() | (customer < 0) | (customer > _INT32_MAX)),
             "customer_id",
             "not a customer number (a whole number, or empty)",
         ),
-        (
-            s["country"].is_null(),
-            "country",
-            "missing (required; is the line missing fields?)",
-        ),
-        (
-            s["country"].str.len_chars() > COUNTRY_LENGTH,
-            "country",
-            f"longer than {COUNTRY_LENGTH}",
-        ),
+        (s["country"].is_null(), "country", "missing (required; is the line missing fields?)"),
+        (s["country"].str.len_chars() > COUNTRY_LENGTH, "country", f"longer than {COUNTRY_LENGTH}"),
     ]
-    if _EXTRA not in chunk.columns:
-        chunk = chunk.with_columns(pl.lit(None, pl.String).alias(_EXTRA))
-
-    typed = chunk.with_columns(
-        _quantity=quantity,
-        _unit_price=unit_price,
-        _customer=customer,
-        _date=date,
-        _bad=pl.any_horizontal(check.fill_null(False) for check, _, _ in checks),
-    )
-    valid = typed.filter(~pl.col("_bad")).select(
+    bad = typed.select(pl.any_horizontal(check.fill_null(False) for check, _, _ in checks)).to_series()
+    clean = typed.filter(~bad) if bad.any() else typed
+    valid = clean.select(
         "invoice_no",
         "stock_code",
         "description",
-        pl.col("_quantity").cast(pl.Int32).alias("quantity"),
-        pl.col("_date").alias("invoice_date"),
-        pl.col("_unit_price").alias("unit_price"),
-        pl.col("_customer").cast(pl.Int32).alias("customer_id"),
+        quantity.cast(pl.Int32).alias("quantity"),
+        date.alias("invoice_date"),
+        unit_price.alias("unit_price"),
+        customer.cast(pl.Int32).alias("customer_id"),
         "country",
     )
-    invalid = typed.filter(pl.col("_bad"))
     rejects: list[Reject] = []
-    if invalid.height:
+    if clean is not typed:
+        invalid = typed.filter(bad)
         # Only the (usually few) bad lines pay for finding their first failing check.
         column_expr: pl.Expr = pl.lit(None, pl.String)
         reason_expr: pl.Expr = pl.lit(None, pl.String)
