@@ -206,3 +206,18 @@ def test_unbalanced_quote_is_located(tmp_path: Path) -> None:
     path = write(tmp_path / "q.csv", [KAGGLE_HEADER, GOOD[0], '536365,85123A,"OPEN QUOTE,6,12/1/2010 8:26,2.55,1,UK'])
     with pytest.raises(SourceError, match="malformed CSV"):
         list(read_batches(inspect_source(path)))
+
+
+def test_a_quoted_empty_field_is_missing_like_an_empty_one(tmp_path: Path) -> None:
+    lines = [
+        KAGGLE_HEADER,
+        '"",85123A,X,6,12/1/2010 8:26,2.55,17850,United Kingdom',  # line 2: required, missing
+        '536365,85123A,"",6,12/1/2010 8:26,2.55,"",United Kingdom',  # line 3: optional, fine
+        '536365,85123A,X,6,12/1/2010 8:26,2.55,17850,""',  # line 4: required, missing
+    ]
+    got, rejects = rows(write(tmp_path / "quoted.csv", lines))
+    assert [(reject.line, reject.column, reject.reason) for reject in rejects] == [
+        (2, "invoice_no", "missing (required)"),
+        (4, "country", "missing (required; is the line missing fields?)"),
+    ]
+    assert got[0][2] is None and got[0][6] is None

@@ -357,9 +357,13 @@ def _last_record_end(buffer: bytes) -> int:
 
 
 def _canonical(chunk: pl.DataFrame, source: Source) -> pl.DataFrame:
-    """The file's columns (f0, f1, ... in the file's order) renamed to COLUMNS."""
+    """The file's columns (f0, f1, ... in the file's order) renamed to COLUMNS.
+
+    An empty field is a missing value whether it is quoted ("") or not (Polars keeps "" as "")."""
     selected = [pl.col("line")]
-    selected += [pl.col(f"f{index}").alias(column) for index, column in zip(source.positions, COLUMNS, strict=True)]
+    for index, column in zip(source.positions, COLUMNS, strict=True):
+        field = pl.col(f"f{index}")
+        selected.append(pl.when(field != "").then(field).alias(column))
     if _EXTRA in chunk.columns:
         selected.append(pl.col(_EXTRA))
     return chunk.select(selected)
@@ -422,7 +426,7 @@ def _validate(chunk: pl.DataFrame, layout: str) -> Batch:
         (s["description"].str.len_chars() > DESCRIPTION_LENGTH, "description", f"longer than {DESCRIPTION_LENGTH}"),
         (s["quantity"].is_null(), "quantity", "missing (required)"),
         (quantity.is_null(), "quantity", "not a whole number"),
-        (quantity.abs() > _INT32_MAX, "quantity", "out of range"),
+        (~quantity.is_between(-_INT32_MAX - 1, _INT32_MAX), "quantity", "out of range"),
         (s["invoice_date"].is_null(), "invoice_date", "missing (required)"),
         (date.is_null(), "invoice_date", f"not a date and time like {DATE_FORMATS[layout]}"),
         (s["unit_price"].is_null(), "unit_price", "missing (required)"),
