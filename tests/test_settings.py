@@ -79,3 +79,14 @@ def test_the_cli_refuses_to_start_in_production_without_a_secret_in_one_line() -
     lines = done.stderr.strip().splitlines()
     assert lines == [lines[0]] and lines[0].startswith("error: SECRET_KEY is not set"), done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_dotenv_in_the_working_folder_is_read_and_the_environment_wins(clean_env, tmp_path) -> None:
+    (tmp_path / ".env").write_text("CURRENCY=eur\nJWT_EXPIRY_MINUTES=15\nPORT=9000\n")
+    clean_env.setenv("PORT", "9100")
+    clean_env.setenv("CURRENCY", "")  # so that monkeypatch restores what load_dotenv writes
+    clean_env.delenv("CURRENCY")
+    clean_env.setenv("JWT_EXPIRY_MINUTES", "")
+    clean_env.delenv("JWT_EXPIRY_MINUTES")
+    settings = load_settings()
+    assert (settings.currency, settings.jwt_expiry_minutes, settings.port) == ("EUR", 15, 9100)

@@ -1,4 +1,4 @@
-"""Settings: read once from the environment (and `.env`), validated at start-up.
+"""Settings: read once from the environment (and `.env` in the working folder), validated at start-up.
 
 Two run modes:
 - embedded (no DATABASE_URL, or a sqlite:/// one): a SQLite file under DATA_DIR,
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from dotenv import load_dotenv
+from dotenv import find_dotenv, load_dotenv
 
 PLACEHOLDER_SECRET = "change-me"  # noqa: S105 - the value .env.example ships with; refused in production
 MIN_SECRET_LENGTH = 32
@@ -89,7 +89,7 @@ def _embedded_secret(data_dir: Path) -> str:
 
 def load_settings() -> Settings:
     """Build the settings from the environment; raises SettingsError with one clear line."""
-    load_dotenv(override=False)
+    load_dotenv(find_dotenv(usecwd=True), override=False)  # the .env of the folder you run from
     database_url = os.environ.get("DATABASE_URL", "").strip()
     if database_url and not database_url.startswith(("postgresql://", "postgres://", "sqlite:///")):
         raise SettingsError(
