@@ -192,3 +192,14 @@ def test_skip_invalid_needs_a_writable_place_for_the_rejects(tmp_path: Path) -> 
     assert one_error_line(done) == (
         f"error: cannot write the rejected lines to {nowhere}; choose a file with --rejects PATH"
     )
+
+
+def test_the_reject_file_may_not_overwrite_the_input_or_be_a_folder(tmp_path: Path) -> None:
+    path = write(tmp_path / "a.csv", [KAGGLE_HEADER, GOOD[0], "1,2,3,x,bad,1,,UK"])
+    done = run_cli("data", "import", "--skip-invalid", "--rejects", str(path), str(path))
+    assert "cannot overwrite the input" in one_error_line(done)
+    assert path.read_text().startswith(KAGGLE_HEADER)
+    folder = tmp_path / "a.rejected.csv"
+    folder.mkdir()
+    done = run_cli("data", "import", "--skip-invalid", str(path))
+    assert one_error_line(done) == f"error: Is a directory: {folder}; nothing was written"

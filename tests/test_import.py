@@ -129,7 +129,7 @@ async def test_skip_invalid_imports_the_rest_and_writes_the_rejects_beside_the_i
 
 async def test_skip_invalid_with_no_valid_line_writes_nothing(tmp_path: Path) -> None:
     path = write(tmp_path / "allbad.csv", [KAGGLE_HEADER, "1,2,3,x,bad,1,,UK"])
-    with pytest.raises(ImportRejected):
+    with pytest.raises(ImportRejected, match="1 of 1 lines are invalid, nothing was imported; no line is valid"):
         await import_file(path, skip_invalid=True)
     assert await snapshot() == ([], [])
     assert (tmp_path / "allbad.rejected.csv").exists()  # still tells the user why

@@ -221,3 +221,71 @@ def test_a_quoted_empty_field_is_missing_like_an_empty_one(tmp_path: Path) -> No
         (4, "country", "missing (required; is the line missing fields?)"),
     ]
     assert got[0][2] is None and got[0][6] is None
+
+
+def test_dates_need_their_full_shape(tmp_path: Path) -> None:
+    lines = [
+        KAGGLE_HEADER,
+        "536365,A,X,6,12/1/10 8:26,2.55,17850,UK",  # 2: a 2-digit year is not year 10
+        "536365,A,X,6,12/1/-5 8:26,2.55,17850,UK",  # 3
+        "536365,A,X,6,12/1/2010 8:26,2.55,17850,UK",  # 4: fine
+    ]
+    got, rejects = rows(write(tmp_path / "dates.csv", lines))
+    assert [(reject.line, reject.column) for reject in rejects] == [(2, "invoice_date"), (3, "invoice_date")]
+    assert len(got) == 1
+
+
+def test_blank_lines_are_skipped_and_extra_fields_refused(tmp_path: Path) -> None:
+    lines = [
+        KAGGLE_HEADER,
+        GOOD[0],
+        "",
+        ",,,,,,,",
+        GOOD[0] + ",",  # 5: a trailing empty field is tolerated
+        GOOD[0] + ",,junk",  # 6: a non-empty field past the eighth is not
+        "",
+        "",
+    ]
+    got, rejects = rows(write(tmp_path / "blank.csv", lines, newline="\r\n"))
+    assert len(got) == 2
+    assert [(reject.line, reject.reason, reject.value) for reject in rejects] == [
+        (6, "too many fields: expected 8", "junk")
+    ]
+
+
+def test_parquet_types_keep_their_values(tmp_path: Path) -> None:
+    frame = pl.DataFrame(
+        {
+            "InvoiceNo": ["1", "2"],
+            "StockCode": ["A", "B"],
+            "Description": ["x", None],
+            "Quantity": [1, -2],
+            "InvoiceDate": [datetime(2010, 12, 1, 8, 26, 59), datetime(1999, 1, 2, 3, 4, 5)],
+            "UnitPrice": [2.55, 0.001],
+            "CustomerID": [17850, None],
+            "Country": ["UK", "EIRE"],
+        }
+    )
+    frame.write_parquet(tmp_path / "typed.parquet")
+    got, rejects = rows(tmp_path / "typed.parquet")
+    assert rejects == []
+    assert got == [
+        ("1", "A", "x", 1, datetime(2010, 12, 1, 8, 26, 59), Decimal("2.550"), 17850, "UK"),
+        ("2", "B", None, -2, datetime(1999, 1, 2, 3, 4, 5), Decimal("0.001"), None, "EIRE"),
+    ]
+    frame.with_columns(pl.col("InvoiceDate").cast(pl.Date)).write_parquet(tmp_path / "dates.parquet")
+    got, _ = rows(tmp_path / "dates.parquet")
+    assert got[0][4] == datetime(2010, 12, 1)
+    frame.with_columns(pl.col("Country").map_elements(lambda c: [c], return_dtype=pl.List(pl.String))).write_parquet(
+        tmp_path / "list.parquet"
+    )
+    with pytest.raises(SourceError, match="Parquet columns cannot be read"):
+        rows(tmp_path / "list.parquet")
+
+
+@pytest.mark.parametrize("filler", [10, 30_000])  # the stray quote near the end, or with > 1 MB after it
+def test_a_stray_quote_is_reported_with_its_line(tmp_path: Path, filler: int) -> None:
+    lines = [KAGGLE_HEADER, *[GOOD[0]] * 5, '536365,85123A,12" RULER,6,12/1/2010 8:26,2.55,17850,UK']
+    lines += [GOOD[0]] * filler
+    with pytest.raises(SourceError, match=r"line 7: a quote \(\"\) opens a field that does not close"):
+        rows(write(tmp_path / "stray.csv", lines))

@@ -65,6 +65,7 @@ def test_production_refuses_a_short_secret(clean_env) -> None:
         ("JWT_ALGORITHM", "none", "not supported"),
         ("CURRENCY", "pounds", "3-letter"),
         ("DATABASE_URL", "mysql://x", "must start with"),
+        ("LOG_LEVEL", "verbose", "not a level"),
     ],
 )
 def test_invalid_values_say_what_to_fix(clean_env, name, value, message) -> None:

@@ -60,6 +60,11 @@ def _run(work: Callable[[], Awaitable[Any]]) -> Any:
         _fail(str(error))
     except KeyboardInterrupt:
         _fail("interrupted: nothing was written, the database is as it was")
+    except OSError as error:
+        if (message := database_error_message(error)) is not None:
+            _fail(message)
+        where = f": {error.filename}" if error.filename else ""
+        _fail(f"{error.strerror or error}{where}; nothing was written")
     except Exception as error:
         message = database_error_message(error)
         if message is None:

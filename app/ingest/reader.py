@@ -15,6 +15,7 @@ import codecs
 import csv
 import gzip
 import hashlib
+import io
 import os
 import tempfile
 import zlib
@@ -22,7 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import BinaryIO, TextIO
 
 import polars as pl
 
@@ -73,15 +74,24 @@ LAYOUTS: dict[str, tuple[str, ...]] = {
         "Country",
     ),
 }
-DATE_FORMATS = {
-    "kaggle": "M/D/YYYY H:MM",
-    "online_retail_ii": "YYYY-MM-DD HH:MM:SS",
+_ISO_DATE = "%Y-%m-%d %H:%M:%S"
+# Per layout ("parquet": dates read from typed columns): how dates are shown in messages, the
+# strptime pattern, and the exact shape (strptime alone takes "10" or "-5" as a year).
+DATE_FORMATS = {"kaggle": "M/D/YYYY H:MM", "online_retail_ii": "YYYY-MM-DD HH:MM:SS", "parquet": "a date and time"}
+_DATE_PATTERNS = {"kaggle": "%m/%d/%Y %H:%M", "online_retail_ii": _ISO_DATE, "parquet": _ISO_DATE}
+_DATE_SHAPES = {
+    "kaggle": r"^\d{1,2}/\d{1,2}/\d{4} \d{1,2}:\d{2}$",
+    "online_retail_ii": r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$",
+    "parquet": r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$",
 }
-_DATE_PATTERNS = {"kaggle": "%m/%d/%Y %H:%M", "online_retail_ii": "%Y-%m-%d %H:%M:%S"}
+MAX_RECORD_BYTES = 1 << 20  # no sane CSV record is this long: an unclosed quote is
 
 _INT32_MAX = 2**31 - 1
 _CP1252_UNDEFINED = bytes([0x81, 0x8D, 0x8F, 0x90, 0x9D])
-_EXTRA = "_extra"  # catches a ninth field: a line with too many fields
+# Fields past the eighth: any non-empty one makes "too many fields" (empty ones, like a
+# trailing comma, are tolerated).
+_EXTRAS = tuple(f"_extra{index}" for index in range(8))
+_EXTRA = "_extra"
 
 
 class SourceError(Exception):
@@ -279,25 +289,24 @@ def _inspect_parquet(path: Path, size: int, name: str) -> Source:
 
 
 @contextmanager
-def _utf8_file(source: Source) -> Iterator[Path]:
-    """A plain UTF-8 copy of the CSV when it is compressed or not UTF-8; else the file itself."""
+def _utf8_file(source: Source) -> Iterator[BinaryIO]:
+    """The CSV as UTF-8 bytes: the file itself, or, when it is compressed or not UTF-8, a decoded
+    copy in an anonymous temporary file (gone with the process, even a killed one)."""
     if not source.compressed and source.encoding == "utf-8":
-        yield source.path
+        with open(source.path, "rb") as file:
+            yield file
         return
-    fd, name = tempfile.mkstemp(prefix="shop-import-", suffix=".csv")
-    try:
+    with tempfile.TemporaryFile(prefix="shop-import-") as copy:
         decoder = codecs.getincrementaldecoder(source.encoding)()
-        with (
-            _open_raw(source.path, source.compressed) as raw,
-            os.fdopen(fd, "wb") as out,
-        ):
-            while chunk := raw.read(CHUNK_BYTES):
-                out.write(chunk if source.encoding == "utf-8" else decoder.decode(chunk).encode("utf-8"))
-            if source.encoding != "utf-8":
-                out.write(decoder.decode(b"", final=True).encode("utf-8"))
-        yield Path(name)
-    finally:
-        os.unlink(name)
+        try:
+            with _open_raw(source.path, source.compressed) as raw:
+                while chunk := raw.read(CHUNK_BYTES):
+                    copy.write(chunk if source.encoding == "utf-8" else decoder.decode(chunk).encode("utf-8"))
+            copy.write(decoder.decode(b"", final=True).encode("utf-8"))
+        except OSError as error:
+            raise SourceError(f"{source.file_name}: cannot be read ({error.strerror or error})") from None
+        copy.seek(0)
+        yield copy
 
 
 def read_batches(source: Source) -> Iterator[Batch]:
@@ -305,10 +314,11 @@ def read_batches(source: Source) -> Iterator[Batch]:
     if source.kind == "parquet":
         yield from _parquet_batches(source)
         return
-    schema = dict.fromkeys([*(f"f{i}" for i in range(len(source.header))), _EXTRA], pl.String)
-    with _utf8_file(source) as path:
+    names = [f"f{i}" for i in range(len(source.header))]
+    schema = dict.fromkeys([*names, *_EXTRAS], pl.String)
+    with _utf8_file(source) as file:
         line = 2  # the header is line 1
-        for number, chunk in enumerate(_record_chunks(path)):
+        for number, chunk in enumerate(_record_chunks(file, source.file_name)):
             try:
                 frame = pl.read_csv(
                     chunk,
@@ -319,28 +329,36 @@ def read_batches(source: Source) -> Iterator[Batch]:
                     missing_columns="insert",
                 ).with_row_index("line", offset=line)
             except pl.exceptions.PolarsError:
-                raise SourceError(_locate_csv_error(path)) from None
+                raise SourceError(f"{source.file_name}: {_locate_csv_error(file)}") from None
             line += frame.height
             yield _validate(_canonical(frame, source), source.layout)
 
 
-def _record_chunks(path: Path) -> Iterator[bytes]:
+def _record_chunks(file: BinaryIO, name: str) -> Iterator[bytes]:
     """The file in pieces of whole CSV records (~BATCH_BYTES each; the first one small, to start fast).
 
     A piece ends at a newline outside quotes: the number of quote characters before it is even.
+    A quote that never closes would make the rest of the file one record: stop early instead.
     """
     size = FIRST_BATCH_BYTES
     pending = b""
-    with open(path, "rb") as file:
-        while data := file.read(size):
-            size = BATCH_BYTES
-            buffer = pending + data
-            cut = _last_record_end(buffer)
-            if cut < 0:
-                pending = buffer  # one record longer than the buffer: read on
-                continue
-            yield buffer[: cut + 1]
-            pending = buffer[cut + 1 :]
+    lines_before = 0  # physical lines before `pending`
+    while data := file.read(size):
+        size = BATCH_BYTES
+        buffer = pending + data
+        cut = _last_record_end(buffer)
+        if cut < 0:
+            if len(buffer) > MAX_RECORD_BYTES:
+                line = lines_before + 1 + _first_unbalanced_line(buffer)
+                raise SourceError(
+                    f'{name}: line {line}: a quote (") opens a field that does not close; quote the whole '
+                    'field and double the quotes inside it ("12"" RULER")'
+                )
+            pending = buffer  # one record longer than the buffer: read on
+            continue
+        yield buffer[: cut + 1]
+        lines_before += buffer.count(b"\n", 0, cut + 1)
+        pending = buffer[cut + 1 :]
     if pending.strip():
         yield pending
 
@@ -356,6 +374,16 @@ def _last_record_end(buffer: bytes) -> int:
     return cut
 
 
+def _first_unbalanced_line(buffer: bytes) -> int:
+    """0-based index of the line where the quotes of `buffer` stop balancing."""
+    open_since, quotes = 0, 0
+    for index, text in enumerate(buffer.split(b"\n")):
+        if quotes % 2 == 0:
+            open_since = index
+        quotes += text.count(b'"')
+    return open_since
+
+
 def _canonical(chunk: pl.DataFrame, source: Source) -> pl.DataFrame:
     """The file's columns (f0, f1, ... in the file's order) renamed to COLUMNS.
 
@@ -364,18 +392,18 @@ def _canonical(chunk: pl.DataFrame, source: Source) -> pl.DataFrame:
     for index, column in zip(source.positions, COLUMNS, strict=True):
         field = pl.col(f"f{index}")
         selected.append(pl.when(field != "").then(field).alias(column))
-    if _EXTRA in chunk.columns:
-        selected.append(pl.col(_EXTRA))
+    extras = [name for name in _EXTRAS if name in chunk.columns]
+    selected.append(pl.coalesce(*extras).alias(_EXTRA) if extras else pl.lit(None, pl.String).alias(_EXTRA))
     return chunk.select(selected)
 
 
 def _parquet_batches(source: Source) -> Iterator[Batch]:
+    """Parquet columns as text for the same validation; dates keep their seconds (ISO format)."""
     schema = pl.read_parquet_schema(source.path)
     as_text = []
     for name in source.header:
-        dtype = schema[name]
-        if dtype.is_temporal():
-            as_text.append(pl.col(name).dt.strftime(_DATE_PATTERNS[source.layout]))
+        if schema[name].is_temporal():
+            as_text.append(pl.col(name).cast(pl.Datetime("us")).dt.strftime(_ISO_DATE))
         else:
             as_text.append(pl.col(name).cast(pl.String))
     frame = (
@@ -384,20 +412,31 @@ def _parquet_batches(source: Source) -> Iterator[Batch]:
         .rename({name: f"f{index}" for index, name in enumerate(source.header)})
         .with_row_index("line", offset=1)  # a parquet row has no line: report its 1-based row number
     )
-    for chunk in frame.collect_batches(chunk_size=BATCH_ROWS):
-        yield _validate(_canonical(chunk, source), source.layout)
+    try:
+        for chunk in frame.collect_batches(chunk_size=BATCH_ROWS):
+            yield _validate(_canonical(chunk, source), "parquet")
+    except pl.exceptions.PolarsError as error:
+        raise SourceError(
+            f"{source.file_name}: the Parquet columns cannot be read as text, numbers and dates "
+            f"({str(error).splitlines()[0]})"
+        ) from None
 
 
-def _locate_csv_error(path: Path) -> str:
+def _locate_csv_error(file: BinaryIO) -> str:
     """Polars stops at a structural error without a line number: find it with the csv module."""
-    with open(path, newline="", encoding="utf-8") as file:
-        reader = csv.reader(file, strict=True)
-        try:
-            for _ in reader:
-                pass
-        except csv.Error as error:
-            return f"line {reader.line_num}: malformed CSV ({error}); fix the quoting of that line and import again"
-    return "malformed CSV: a quoted field is never closed; fix the quoting and import again"
+    file.seek(0)
+    text = io.TextIOWrapper(file, encoding="utf-8", newline="")
+    reader = csv.reader(text, strict=True)
+    try:
+        for _ in reader:
+            pass
+    except csv.Error as error:
+        return f"line {reader.line_num}: malformed CSV ({error}); fix the quoting of that line and import again"
+    finally:
+        text.detach()
+    file.seek(0)
+    line = 1 + _first_unbalanced_line(file.read())
+    return f'line {line}: a quote (") opens a field that does not close; fix the quoting of that line'
 
 
 # --------------------------------------------------------------------------- validate
@@ -405,9 +444,10 @@ def _locate_csv_error(path: Path) -> str:
 
 def _validate(chunk: pl.DataFrame, layout: str) -> Batch:
     """Type every column; a line failing any check becomes a Reject (its first problem)."""
-    if _EXTRA not in chunk.columns:
-        chunk = chunk.with_columns(pl.lit(None, pl.String).alias(_EXTRA))
     s = {name: pl.col(name) for name in COLUMNS}
+    lines_read = chunk.height
+    # Blank lines (or only commas) carry nothing: skipped, like the blank lines Excel leaves at the end.
+    chunk = chunk.filter(~pl.all_horizontal(*(s[name].is_null() for name in COLUMNS), pl.col(_EXTRA).is_null()))
     # Each typed value is computed once, then checked.
     typed = chunk.with_columns(
         _quantity=s["quantity"].cast(pl.Int64, strict=False),
@@ -417,7 +457,6 @@ def _validate(chunk: pl.DataFrame, layout: str) -> Batch:
     )
     quantity, unit_price, customer, date = (pl.col(name) for name in ("_quantity", "_unit_price", "_customer", "_date"))
     checks = [
-        (pl.all_horizontal(s[name].is_null() for name in COLUMNS), "", "empty line"),
         (pl.col(_EXTRA).is_not_null(), "", f"too many fields: expected {len(COLUMNS)}"),
         (s["invoice_no"].is_null(), "invoice_no", "missing (required)"),
         (s["invoice_no"].str.len_chars() > INVOICE_NO_LENGTH, "invoice_no", f"longer than {INVOICE_NO_LENGTH}"),
@@ -428,7 +467,11 @@ def _validate(chunk: pl.DataFrame, layout: str) -> Batch:
         (quantity.is_null(), "quantity", "not a whole number"),
         (~quantity.is_between(-_INT32_MAX - 1, _INT32_MAX), "quantity", "out of range"),
         (s["invoice_date"].is_null(), "invoice_date", "missing (required)"),
-        (date.is_null(), "invoice_date", f"not a date and time like {DATE_FORMATS[layout]}"),
+        (
+            date.is_null() | ~s["invoice_date"].str.contains(_DATE_SHAPES[layout]),
+            "invoice_date",
+            f"not a date and time like {DATE_FORMATS[layout]}",
+        ),
         (s["unit_price"].is_null(), "unit_price", "missing (required)"),
         (
             ~s["unit_price"].str.contains(r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)$"),
@@ -482,7 +525,7 @@ def _validate(chunk: pl.DataFrame, layout: str) -> Batch:
             )
             for row in explained.iter_rows()
         ]
-    return Batch(rows=valid, rejects=rejects, lines_read=chunk.height)
+    return Batch(rows=valid, rejects=rejects, lines_read=lines_read)
 
 
 def write_rejects_header(file: TextIO, header: tuple[str, ...]) -> None:

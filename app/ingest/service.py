@@ -43,6 +43,7 @@ from app.ingest.tables import Import, Transaction
 from app.lib.db import engine
 
 REPORTED_REJECTS = 20  # lines shown in an error report
+LOAD_TIMEOUT = 3600  # seconds a PostgreSQL COPY (or the key rebuild after it) may take
 
 _INSERT_COLUMNS = (*COLUMNS, "import_id")
 
@@ -63,9 +64,12 @@ class ImportRejected(ImportFailed):
         self.rejects = rejects  # the first REPORTED_REJECTS
         self.rejected = rejected
         self.lines = lines
+        if rejected < lines:
+            advice = "fix them or import the valid lines with --skip-invalid"
+        else:
+            advice = "no line is valid: is this the right file?"
         super().__init__(
-            f"{source.file_name}: {rejected:,} of {lines:,} lines are invalid, nothing was imported; "
-            "fix them or import the valid lines with --skip-invalid"
+            f"{source.file_name}: {rejected:,} of {lines:,} lines are invalid, nothing was imported; {advice}"
         )
 
 
@@ -129,6 +133,8 @@ async def import_file(
         on_start(source)
 
     rejects_path = (reject_file or reject_file_for(Path(path))) if skip_invalid else None
+    if rejects_path is not None and rejects_path.resolve() == Path(path).resolve():
+        raise ImportFailed(f"the rejected lines cannot overwrite the input {rejects_path}; choose another --rejects")
     if rejects_path is not None and not os.access(rejects_path.parent, os.W_OK):
         raise ImportFailed(f"cannot write the rejected lines to {rejects_path}; choose a file with --rejects PATH")
     tally = _Tally(skip_invalid=skip_invalid, rejects_path=rejects_path, layout=source.layout)
@@ -373,12 +379,17 @@ async def _postgres_load(
         yield pgcopy.TRAILER
 
     columns = [field.name for field in _COPY_FIELDS]
-    await connection.copy_to_table("transactions", source=stream(), columns=columns, format="binary")
+    # The engine's command timeout suits queries, not a load of any size: one hour here.
+    await connection.copy_to_table(
+        "transactions", source=stream(), columns=columns, format="binary", timeout=LOAD_TIMEOUT
+    )
     if tally.rows:
         await connection.execute("SELECT setval($1::regclass, $2)", sequence, first_id + tally.rows - 1)
     if bulk:
         await connection.execute("SET LOCAL maintenance_work_mem = '256MB'")
-        await connection.execute("ALTER TABLE transactions ADD CONSTRAINT transactions_pkey PRIMARY KEY (id)")
+        await connection.execute(
+            "ALTER TABLE transactions ADD CONSTRAINT transactions_pkey PRIMARY KEY (id)", timeout=LOAD_TIMEOUT
+        )
 
 
 def _postgres_tuples(import_id: int, first_id: int) -> Callable[[pl.DataFrame], memoryview]:

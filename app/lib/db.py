@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import logging
 import warnings
@@ -93,8 +94,12 @@ class SchemaOutOfDate(Exception):
     pass
 
 
+_UNREACHABLE = {errno.ECONNREFUSED, errno.ECONNRESET, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ETIMEDOUT}
+
+
 def database_error_message(error: BaseException) -> str | None:
     """One line for a database that cannot be used (down, missing, locked); None if it is something else."""
+    import socket
     import sqlite3
 
     import asyncpg
@@ -105,10 +110,12 @@ def database_error_message(error: BaseException) -> str | None:
         return f"the database refused the login ({error}); check DATABASE_URL"
     if isinstance(error, asyncpg.UndefinedTableError):
         return f"the database schema is missing ({error}); run `uv run piccolo migrations forwards all`"
-    if isinstance(error, ConnectionError | asyncpg.CannotConnectNowError | TimeoutError) or (
-        isinstance(error, OSError) and error.errno is not None
+    if isinstance(error, ConnectionError | asyncpg.CannotConnectNowError | TimeoutError | socket.gaierror) or (
+        isinstance(error, OSError) and error.errno in _UNREACHABLE
     ):
         return f"cannot reach the database ({error}); is PostgreSQL running and DATABASE_URL right?"
+    if isinstance(error, asyncpg.PostgresError):
+        return f"the database refused the operation: {str(error).splitlines()[0]}"
     if isinstance(error, sqlite3.OperationalError):
         return f"the SQLite database cannot be used ({error})"
     return None

@@ -116,6 +116,10 @@ def load_settings() -> Settings:
     if len(currency) != 3 or not currency.isalpha():
         raise SettingsError(f"CURRENCY={currency!r} must be a 3-letter ISO 4217 code such as GBP or EUR")
 
+    log_level = (os.environ.get("LOG_LEVEL", "").strip() or "INFO").upper()
+    if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+        raise SettingsError(f"LOG_LEVEL={log_level!r} is not a level: use DEBUG, INFO, WARNING or ERROR")
+
     return Settings(
         database_url=database_url,
         data_dir=data_dir,
@@ -126,7 +130,7 @@ def load_settings() -> Settings:
         redis_url=os.environ.get("REDIS_URL", "").strip(),
         currency=currency,
         port=_int("PORT", 8000),
-        log_level=(os.environ.get("LOG_LEVEL", "").strip() or "INFO").upper(),
+        log_level=log_level,
     )
 
 
