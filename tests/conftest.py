@@ -11,6 +11,7 @@ they skip with the reason, except under CI=1, where they fail.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -48,6 +49,10 @@ def engine_name() -> str:
 @pytest.fixture(scope="session")
 def tmp_root() -> Path:
     return _TMP
+
+
+def pytest_sessionfinish() -> None:
+    shutil.rmtree(_TMP, ignore_errors=True)  # the SQLite database and secret of this run
 
 
 def _need(path: Path) -> Path:
