@@ -237,3 +237,9 @@ async def test_edge_values_are_stored_exactly(tmp_path: Path) -> None:
         ("536369", "ünïcödé ✓ 日本", 5, datetime(2011, 12, 9, 12, 50), Decimal("0.000"), 12346, "Channel Islands"),
         ("536370", "zero", 5, datetime(2011, 12, 9, 12, 50), Decimal("0.500"), 12346, "Channel Islands"),
     ]
+
+
+async def test_a_file_of_blank_lines_imports_nothing(tmp_path: Path) -> None:
+    with pytest.raises(ImportRejected, match="has no data lines, only blank ones; nothing was imported"):
+        await import_file(write(tmp_path / "commas.csv", [KAGGLE_HEADER, ",,,,,,,", ",,,,,,,"]))
+    assert await snapshot() == ([], [])

@@ -77,7 +77,7 @@ LAYOUTS: dict[str, tuple[str, ...]] = {
 _ISO_DATE = "%Y-%m-%d %H:%M:%S"
 # Per layout ("parquet": dates read from typed columns): how dates are shown in messages, the
 # strptime pattern, and the exact shape (strptime alone takes "10" or "-5" as a year).
-DATE_FORMATS = {"kaggle": "M/D/YYYY H:MM", "online_retail_ii": "YYYY-MM-DD HH:MM:SS", "parquet": "a date and time"}
+DATE_FORMATS = {"kaggle": "M/D/YYYY H:MM", "online_retail_ii": "YYYY-MM-DD HH:MM:SS", "parquet": "YYYY-MM-DD HH:MM:SS"}
 _DATE_PATTERNS = {"kaggle": "%m/%d/%Y %H:%M", "online_retail_ii": _ISO_DATE, "parquet": _ISO_DATE}
 _DATE_SHAPES = {
     "kaggle": r"^\d{1,2}/\d{1,2}/\d{4} \d{1,2}:\d{2}$",

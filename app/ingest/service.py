@@ -64,13 +64,14 @@ class ImportRejected(ImportFailed):
         self.rejects = rejects  # the first REPORTED_REJECTS
         self.rejected = rejected
         self.lines = lines
-        if rejected < lines:
-            advice = "fix them or import the valid lines with --skip-invalid"
+        invalid = f"{rejected:,} of {lines:,} lines are invalid, nothing was imported"
+        if rejected == 0:
+            message = "the file has no data lines, only blank ones; nothing was imported"
+        elif rejected < lines:
+            message = f"{invalid}; fix them or import the valid lines with --skip-invalid"
         else:
-            advice = "no line is valid: is this the right file?"
-        super().__init__(
-            f"{source.file_name}: {rejected:,} of {lines:,} lines are invalid, nothing was imported; {advice}"
-        )
+            message = f"{invalid}; no line is valid: is this the right file?"
+        super().__init__(f"{source.file_name}: {message}")
 
 
 @dataclass
