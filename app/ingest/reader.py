@@ -198,12 +198,13 @@ def _inspect_csv(path: Path, size: int, name: str, compressed: bool) -> Source:
                 digest.update(chunk)
                 if b"\x00" in chunk:
                     raise SourceError(f"{name}: looks like a binary file (it contains NUL bytes), not a CSV export")
-                if is_utf8 and not chunk.isascii():  # ASCII is UTF-8: only other chunks need decoding
+                ascii_only = chunk.isascii()
+                if is_utf8 and not ascii_only:  # ASCII is UTF-8: only other chunks need decoding
                     try:
                         utf8.decode(chunk)
                     except UnicodeDecodeError:
                         is_utf8 = False
-                if not is_utf8 and cp1252_ok:
+                if cp1252_ok and not ascii_only:  # in case it is not UTF-8: Windows-1252 or Latin-1?
                     cp1252_ok = not any(byte in chunk for byte in _CP1252_UNDEFINED)
                 newlines += chunk.count(b"\n")
                 if len(first) < 65536:
@@ -219,8 +220,6 @@ def _inspect_csv(path: Path, size: int, name: str, compressed: bool) -> Source:
     except OSError as error:
         raise SourceError(f"{name}: cannot be read ({error.strerror or error})") from None
 
-    if not is_utf8 and cp1252_ok:  # the chunks read before the first non-UTF-8 one are unchecked
-        cp1252_ok = _defined_in_cp1252(path, compressed)
     encoding = "utf-8" if is_utf8 else ("cp1252" if cp1252_ok else "latin-1")
     if not first.strip():
         raise SourceError(f"{name}: the file is empty")
@@ -246,15 +245,6 @@ def _inspect_csv(path: Path, size: int, name: str, compressed: bool) -> Source:
         rows_estimate=rows,
         file_name=name,
     )
-
-
-def _defined_in_cp1252(path: Path, compressed: bool) -> bool:
-    """Whether no byte of the file is one that Windows-1252 leaves undefined (else: Latin-1)."""
-    with _open_raw(path, compressed) as raw:
-        while chunk := raw.read(CHUNK_BYTES):
-            if any(byte in chunk for byte in _CP1252_UNDEFINED):
-                return False
-    return True
 
 
 def _inspect_parquet(path: Path, size: int, name: str) -> Source:

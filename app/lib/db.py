@@ -6,8 +6,11 @@ import contextlib
 import errno
 import io
 import logging
+import socket
+import sqlite3
 import warnings
 
+import asyncpg
 from piccolo.apps.migrations.commands.base import BaseMigrationManager
 from piccolo.apps.migrations.commands.forwards import run_forwards
 from piccolo.apps.migrations.tables import Migration
@@ -99,11 +102,6 @@ _UNREACHABLE = {errno.ECONNREFUSED, errno.ECONNRESET, errno.EHOSTUNREACH, errno.
 
 def database_error_message(error: BaseException) -> str | None:
     """One line for a database that cannot be used (down, missing, locked); None if it is something else."""
-    import socket
-    import sqlite3
-
-    import asyncpg
-
     if isinstance(error, asyncpg.InvalidCatalogNameError):
         return f"the database does not exist ({error}); create it or fix DATABASE_URL"
     if isinstance(error, asyncpg.InvalidAuthorizationSpecificationError | asyncpg.InvalidPasswordError):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 
@@ -19,7 +18,6 @@ from app.lib.db import prepare_schema
 from app.lib.settings import Settings, SettingsError, get_settings
 
 ROOT = Path(__file__).resolve().parents[2]
-logger = logging.getLogger("app")
 
 
 class ApplicationCore(InitPluginProtocol, CLIPluginProtocol):
