@@ -107,7 +107,15 @@ def _import(path: str, replace: bool, skip_invalid: bool, rejects: str | None) -
             )
         )
     click.echo(result.summary())
+    if _run(_enqueue_refresh):
+        click.echo("refresh queued: a worker precomputes the figures of the new data")
     return result
+
+
+async def _enqueue_refresh() -> bool:
+    from app.metrics.jobs import enqueue_refresh
+
+    return await enqueue_refresh()
 
 
 _file_argument = click.argument("file", type=click.Path(dir_okay=True, path_type=str))

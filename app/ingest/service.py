@@ -440,6 +440,22 @@ async def dataset_status(limit: int = 50) -> DatasetStatus:
     return DatasetStatus(version=version, transactions=await Transaction.count().run(), imports=imports)
 
 
+async def dataset_tag() -> str:
+    """Names the stored data: changes with every import, and also when the imports table is
+    emptied or restored and versions start again (so a cached result can never be mistaken)."""
+    latest = (
+        await Import.select(Import.dataset_version, Import.started_at)
+        .order_by(Import.dataset_version, ascending=False)
+        .first()
+        .run()
+    )
+    if not latest:
+        return "0"
+    started = latest["started_at"]
+    stamp = int(started.timestamp() * 1_000_000) if isinstance(started, datetime) else started
+    return f"{latest['dataset_version']}.{stamp}"
+
+
 async def current_version() -> int:
     """The dataset version: bumped by every import; results cached under an older one are stale."""
     latest = await Import.select(Import.dataset_version).order_by(Import.dataset_version, ascending=False).first().run()

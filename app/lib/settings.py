@@ -61,6 +61,9 @@ class Settings:
     currency: str
     port: int
     log_level: str
+    cache_ttl_seconds: int = 86400
+    refresh_cron: str = "*/10 * * * *"
+    refresh_interval_seconds: int = 0  # when set, replaces refresh_cron
 
     @property
     def is_postgres(self) -> bool:
@@ -120,6 +123,12 @@ def load_settings() -> Settings:
     if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
         raise SettingsError(f"LOG_LEVEL={log_level!r} is not a level: use DEBUG, INFO, WARNING or ERROR")
 
+    refresh_cron = " ".join((os.environ.get("REFRESH_CRON", "").strip() or "*/10 * * * *").split())
+    if len(refresh_cron.split()) != 5:
+        raise SettingsError(
+            f"REFRESH_CRON={refresh_cron!r} is not a cron expression: give 5 fields, e.g. '*/10 * * * *'"
+        )
+
     return Settings(
         database_url=database_url,
         data_dir=data_dir,
@@ -131,6 +140,9 @@ def load_settings() -> Settings:
         currency=currency,
         port=_int("PORT", 8000),
         log_level=log_level,
+        cache_ttl_seconds=_int("CACHE_TTL_SECONDS", 86400),
+        refresh_cron=refresh_cron,
+        refresh_interval_seconds=_int("REFRESH_INTERVAL_SECONDS", 0, minimum=0),
     )
 
 

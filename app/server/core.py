@@ -14,7 +14,7 @@ from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
 from litestar.template import TemplateConfig
 
-from app.lib.db import prepare_schema
+from app.lib.db import engine, prepare_schema
 from app.lib.settings import Settings, SettingsError, get_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,9 +27,11 @@ class ApplicationCore(InitPluginProtocol, CLIPluginProtocol):
         self.settings = settings
 
     def on_cli_init(self, cli: Group) -> None:
-        from app.ingest.cli import register
+        from app.ingest.cli import register as register_data
+        from app.metrics.cli import register as register_metrics
 
-        register(cli)
+        register_data(cli)
+        register_metrics(cli)
 
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
         from app.server.pages import HomeController
@@ -48,10 +50,30 @@ class ApplicationCore(InitPluginProtocol, CLIPluginProtocol):
             log_exceptions="always",
         )
 
-        async def schema_ready() -> None:
+        async def start() -> None:
             await prepare_schema(settings)
+            if settings.is_postgres:
+                await engine().start_connection_pool(min_size=1, max_size=10)
+            if not settings.redis_url:
+                # Embedded: the in-process broker runs the refresh as a background task here.
+                from app.metrics.jobs import broker, refresh
 
-        app_config.on_startup.append(schema_ready)
+                await broker.startup()
+                await refresh.kiq()
+
+        async def stop() -> None:
+            from app.metrics.service import reset_metrics_service
+
+            if not settings.redis_url:
+                from app.metrics.jobs import broker
+
+                await broker.shutdown()
+            await reset_metrics_service()
+            if settings.is_postgres:
+                await engine().close_connection_pool()
+
+        app_config.on_startup.append(start)
+        app_config.on_shutdown.append(stop)
         return app_config
 
 

@@ -1,0 +1,92 @@
+"""`litestar metrics ...`: precompute the figures by hand, or queue that for the worker."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import click
+import msgspec
+
+from app.lib.db import SchemaOutOfDate, database_error_message, prepare_schema
+from app.lib.settings import get_settings
+
+
+def _run(work: Callable[[], Awaitable[Any]]) -> Any:
+    async def main() -> Any:
+        from app.metrics.service import reset_metrics_service
+
+        await prepare_schema(get_settings())
+        try:
+            return await work()
+        finally:
+            await reset_metrics_service()
+
+    try:
+        return asyncio.run(main())
+    except SchemaOutOfDate as error:
+        click.echo(f"error: {error}", err=True)
+    except KeyboardInterrupt:
+        click.echo("error: interrupted", err=True)
+    except Exception as error:
+        message = database_error_message(error)
+        if message is None:
+            raise
+        click.echo(f"error: {message}", err=True)
+    sys.exit(1)
+
+
+def register(cli: click.Group) -> None:
+    """Add the `metrics` group to the Litestar CLI."""
+
+    @cli.group(name="metrics")
+    def metrics() -> None:
+        """Precompute the dashboard's figures."""
+
+    @metrics.command(name="refresh")
+    @click.option("--queue", is_flag=True, help="Queue the refresh for the taskiq worker instead of running it here.")
+    @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+    def refresh_command(queue: bool, as_json: bool) -> None:
+        """Compute the default views of the current data and store them in the cache.
+
+        With REDIS_URL set, the results land in Redis, where every web process finds them.
+        Embedded (no REDIS_URL), they only live in this command's memory: it then checks
+        that every view computes and shows what it costs.
+        """
+        if queue:
+            from app.metrics.jobs import enqueue_refresh
+
+            if not get_settings().redis_url:
+                click.echo("error: --queue needs REDIS_URL (the worker's queue); run without it instead", err=True)
+                sys.exit(1)
+            if not _run(enqueue_refresh):
+                click.echo("error: could not reach the queue at REDIS_URL", err=True)
+                sys.exit(1)
+            click.echo("refresh queued for the worker")
+            return
+
+        from app.metrics.service import get_metrics_service
+
+        async def refresh() -> Any:
+            service = get_metrics_service()
+            return service.cache.name, await service.refresh()
+
+        where, report = _run(refresh)
+        if as_json:
+            click.echo(msgspec.json.format(msgspec.json.encode(report)).decode())
+            return
+        stored = f"stored in the {where}" if report.cached else f"NOT stored: the {where} is unavailable"
+        click.echo(
+            f"dataset version {report.version}: {report.sales_lines:,} sales lines; "
+            f"{report.views} views computed and {stored}"
+        )
+        click.echo(
+            f"  load {report.load_seconds:.2f} s, compute {report.compute_seconds:.2f} s, "
+            f"store {report.store_seconds:.2f} s, total {report.seconds:.2f} s"
+        )
+        click.echo(
+            "  views: KPIs; series by day, week, month and year; top countries by revenue, units_sold, "
+            f"orders and customers; {report.views - 10} country pages; transactions page 1"
+        )

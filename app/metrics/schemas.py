@@ -1,0 +1,101 @@
+"""The shapes of every figure, with the field names of METRICS.md (the JSON contract)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Literal
+
+import msgspec
+
+Freq = Literal["day", "week", "month", "year"]
+RankBy = Literal["revenue", "units_sold", "orders", "customers"]
+Order = Literal["desc", "asc"]
+
+
+class Filters(msgspec.Struct, frozen=True):
+    """The filters every metric takes; `country` as given (matched case-insensitively)."""
+
+    start: date | None = None
+    end: date | None = None
+    country: str | None = None
+
+
+class Kpis(msgspec.Struct):
+    currency: str
+    revenue: float
+    units_sold: int
+    orders: int
+    customers: int
+    average_order_value: float | None
+    units_per_order: float | None
+    cancelled_orders: int
+    cancelled_revenue: float
+    first_sale: datetime | None
+    last_sale: datetime | None
+
+
+class SeriesPoint(msgspec.Struct):
+    period: date
+    revenue: float
+    units_sold: int
+    orders: int
+    growth_pct: float | None
+
+
+class Series(msgspec.Struct):
+    currency: str
+    freq: Freq
+    points: list[SeriesPoint]
+
+
+class CountryRow(msgspec.Struct):
+    rank: int
+    country: str
+    revenue: float
+    units_sold: int
+    orders: int
+    customers: int
+    revenue_share_pct: float | None
+
+
+class TopCountries(msgspec.Struct):
+    currency: str
+    by: RankBy
+    order: Order
+    limit: int
+    items: list[CountryRow]
+
+
+class Product(msgspec.Struct):
+    stock_code: str
+    description: str | None
+    revenue: float
+    units_sold: int
+
+
+class CountryDetail(msgspec.Struct):
+    country: str
+    rank: int | None  # None when the country has no sales in the filters
+    kpis: Kpis
+    series: list[SeriesPoint]
+    top_products: list[Product]
+
+
+class Line(msgspec.Struct):
+    invoice_no: str
+    stock_code: str
+    description: str | None
+    quantity: int
+    invoice_date: datetime
+    unit_price: float
+    customer_id: int | None
+    country: str
+    line_revenue: float
+
+
+class Page(msgspec.Struct):
+    items: list[Line]
+    page: int
+    size: int
+    total: int
+    pages: int

@@ -1,0 +1,267 @@
+"""Metrics as JSON bytes: from the cache when the current dataset's answer is there, else computed.
+
+One `MetricsService` per process holds the frame of the current dataset version (reloaded
+only when an import changes it) and the result cache. Every answer is keyed by the dataset
+tag plus the normalised parameters, and the tag is read from the database for every
+request (concurrent requests share one read that starts after they arrived), so after an
+import no request gets figures of the old data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+
+import msgspec
+
+from app.ingest.service import dataset_tag
+from app.lib.cache import Cache, make_cache
+from app.lib.settings import Settings, get_settings
+from app.metrics import analytics
+from app.metrics.analytics import RANK_BY, Dataset
+from app.metrics.loader import load_dataset
+from app.metrics.schemas import Filters
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_FREQ = "month"
+DEFAULT_BY = "revenue"
+DEFAULT_LIMIT = 10
+DEFAULT_ORDER = "desc"
+DEFAULT_PAGE = 1
+DEFAULT_SIZE = 50
+
+
+class RefreshReport(msgspec.Struct):
+    version: int
+    tag: str
+    views: int
+    sales_lines: int
+    load_seconds: float  # reading and cleaning the frame (0 when it was already held)
+    compute_seconds: float
+    store_seconds: float
+    seconds: float
+    cached: bool  # False when the cache was unavailable
+    refreshed_at: datetime
+
+
+class Batched:
+    """Calls `fetch` for many concurrent callers at once, each served by a call that started after it asked."""
+
+    def __init__(self, fetch: Callable[[], Awaitable[Any]]) -> None:
+        self._fetch = fetch
+        self._next: asyncio.Future | None = None
+        self._runner: asyncio.Task | None = None
+
+    async def __call__(self) -> Any:
+        if self._next is None:
+            self._next = asyncio.get_running_loop().create_future()
+        waiter = self._next
+        if self._runner is None or self._runner.done():
+            self._runner = asyncio.create_task(self._run())
+        return await asyncio.shield(waiter)
+
+    async def _run(self) -> None:
+        while self._next is not None:
+            waiter, self._next = self._next, None
+            try:
+                waiter.set_result(await self._fetch())
+            except Exception as error:  # noqa: BLE001 - handed to every waiter
+                waiter.set_exception(error)
+
+
+def _filters(filters: Filters) -> dict[str, str]:
+    return {
+        "start": filters.start.isoformat() if filters.start else "",
+        "end": filters.end.isoformat() if filters.end else "",
+        "country": filters.country.strip().casefold() if filters.country else "",
+    }
+
+
+def cache_key(tag: str, view: str, **params: object) -> str:
+    """`metrics:<dataset tag>:<view>:<digest of the sorted, normalised parameters>`."""
+    canonical = "&".join(f"{name}={'' if value is None else value}" for name, value in sorted(params.items()))
+    return f"metrics:{tag}:{view}:{hashlib.sha256(canonical.encode()).hexdigest()[:32]}"
+
+
+class MetricsService:
+    def __init__(
+        self,
+        settings: Settings,
+        cache: Cache,
+        load: Callable[[Settings], Awaitable[Dataset]] = load_dataset,
+        tag: Callable[[], Awaitable[str]] = dataset_tag,
+    ) -> None:
+        self.settings = settings
+        self.cache = cache
+        self._load = load
+        self._tag = Batched(tag)
+        self._dataset: Dataset | None = None
+        self._loading = asyncio.Lock()
+        self.loads = 0  # frames read from the database
+        self.computed = 0  # answers computed (not served from the cache)
+
+    # -- the frame ---------------------------------------------------------------------
+
+    async def tag(self) -> str:
+        """The current dataset tag, read from the database."""
+        return await self._tag()
+
+    async def dataset(self, tag: str | None = None) -> Dataset:
+        """The frame of the dataset `tag` (default: the current one), read once per version."""
+        tag = tag or await self.tag()
+        held = self._dataset
+        if held is not None and held.tag == tag:
+            return held
+        async with self._loading:
+            held = self._dataset
+            if held is not None and held.tag == tag:
+                return held
+            self._dataset = None  # let the old frame go before the new one is read
+            started = time.perf_counter()
+            dataset = await self._load(self.settings)
+            self.loads += 1
+            logger.info(
+                "dataset version %d loaded: %d sales lines in %.2f s",
+                dataset.version,
+                dataset.sales.height,
+                time.perf_counter() - started,
+            )
+            self._dataset = dataset
+            return dataset
+
+    # -- answers ---------------------------------------------------------------------------
+
+    async def _answer(
+        self, view: str, params: dict[str, object], compute: Callable[[Dataset], msgspec.Struct]
+    ) -> bytes:
+        tag = await self.tag()
+        key = cache_key(tag, view, **params)
+        body = await self.cache.get(key)
+        if body is not None:
+            return body
+        dataset = await self.dataset(tag)
+        body = await asyncio.to_thread(lambda: msgspec.json.encode(compute(dataset)))
+        self.computed += 1
+        # stored under the tag of the frame it came from, which may be newer than `tag`
+        await self.cache.set(cache_key(dataset.tag, view, **params), body, self.settings.cache_ttl_seconds)
+        return body
+
+    async def kpis(self, filters: Filters) -> bytes:
+        compute = partial(analytics.kpis, filters=filters, currency=self.settings.currency)
+        return await self._answer("kpis", _filters(filters), compute)
+
+    async def series(self, filters: Filters, freq: str = DEFAULT_FREQ) -> bytes:
+        compute = partial(analytics.series, filters=filters, freq=freq, currency=self.settings.currency)
+        return await self._answer("series", {**_filters(filters), "freq": freq}, compute)
+
+    async def top_countries(
+        self, filters: Filters, by: str = DEFAULT_BY, limit: int = DEFAULT_LIMIT, order: str = DEFAULT_ORDER
+    ) -> bytes:
+        currency = self.settings.currency
+        compute = partial(analytics.top_countries, filters=filters, by=by, limit=limit, order=order, currency=currency)
+        params = {**_filters(filters), "by": by, "limit": limit, "order": order}
+        return await self._answer("top-countries", params, compute)
+
+    async def country(self, country_name: str, filters: Filters) -> bytes:
+        dates = Filters(start=filters.start, end=filters.end)
+        currency = self.settings.currency
+        compute = partial(analytics.country_detail, filters=dates, country_name=country_name, currency=currency)
+        params = {**_filters(dates), "name": country_name.strip().casefold()}
+        return await self._answer("country", params, compute)
+
+    async def page(
+        self, filters: Filters, q: str | None = None, page: int = DEFAULT_PAGE, size: int = DEFAULT_SIZE
+    ) -> bytes:
+        compute = partial(analytics.page, filters=filters, q=q, page=page, size=size)
+        params = {**_filters(filters), "q": (q or "").strip().lower(), "page": page, "size": size}
+        return await self._answer("page", params, compute)
+
+    # -- refresh ---------------------------------------------------------------------------
+
+    async def refresh(self) -> RefreshReport:
+        """Precompute the default views of the current dataset into the cache (idempotent)."""
+        started = time.perf_counter()
+        tag = await self.tag()
+        loads = self.loads
+        dataset = await self.dataset(tag)
+        loaded = time.perf_counter()
+        entries = await asyncio.to_thread(self._default_views, dataset)
+        computed = time.perf_counter()
+        cached = True
+        for key, body in entries:
+            cached = await self.cache.set(key, body, self.settings.cache_ttl_seconds) and cached
+        report = RefreshReport(
+            version=dataset.version,
+            tag=dataset.tag,
+            views=len(entries),
+            sales_lines=dataset.sales.height,
+            load_seconds=round(loaded - started, 3) if self.loads > loads else 0.0,
+            compute_seconds=round(computed - loaded, 3),
+            store_seconds=round(time.perf_counter() - computed, 3),
+            seconds=round(time.perf_counter() - started, 3),
+            cached=cached,
+            refreshed_at=datetime.now(UTC),
+        )
+        await self.cache.set(refresh_marker(dataset.tag), msgspec.json.encode(report), self.settings.cache_ttl_seconds)
+        return report
+
+    def _default_views(self, dataset: Dataset) -> list[tuple[str, bytes]]:
+        """What a refresh precomputes, under the keys the requests for them use."""
+        none = Filters()
+        currency = self.settings.currency
+        tag = dataset.tag
+        encode = msgspec.json.encode
+        views = [(cache_key(tag, "kpis", **_filters(none)), encode(analytics.kpis(dataset, none, currency)))]
+        for freq in analytics.FREQS:
+            params = {**_filters(none), "freq": freq}
+            views.append((cache_key(tag, "series", **params), encode(analytics.series(dataset, none, freq, currency))))
+        for by in RANK_BY:
+            params = {**_filters(none), "by": by, "limit": DEFAULT_LIMIT, "order": DEFAULT_ORDER}
+            body = encode(analytics.top_countries(dataset, none, by, DEFAULT_LIMIT, DEFAULT_ORDER, currency))
+            views.append((cache_key(tag, "top-countries", **params), body))
+        for detail in analytics.country_details(dataset, none, currency):
+            params = {**_filters(none), "name": detail.country.casefold()}
+            views.append((cache_key(tag, "country", **params), encode(detail)))
+        params = {**_filters(none), "q": "", "page": DEFAULT_PAGE, "size": DEFAULT_SIZE}
+        first_page = analytics.page(dataset, none, None, DEFAULT_PAGE, DEFAULT_SIZE)
+        views.append((cache_key(tag, "page", **params), encode(first_page)))
+        return views
+
+    async def last_refresh(self) -> RefreshReport | None:
+        """The report of the last refresh of the current dataset, if the cache holds it."""
+        body = await self.cache.get(refresh_marker(await self.tag()))
+        return msgspec.json.decode(body, type=RefreshReport) if body else None
+
+    async def close(self) -> None:
+        await self.cache.close()
+
+
+def refresh_marker(tag: str) -> str:
+    return f"metrics:{tag}:refreshed"
+
+
+_service: MetricsService | None = None
+
+
+def get_metrics_service() -> MetricsService:
+    """The process's service (one frame, one cache per process)."""
+    global _service
+    if _service is None:
+        settings = get_settings()
+        _service = MetricsService(settings, make_cache(settings))
+    return _service
+
+
+async def reset_metrics_service() -> None:
+    """Close and forget the process's service (app shutdown, tests)."""
+    global _service
+    if _service is not None:
+        await _service.close()
+        _service = None
