@@ -1,0 +1,252 @@
+"""An independent computation of METRICS.md: SQL in DuckDB over the CSV, exact Decimal rounding.
+
+Written apart from app/metrics on purpose: no Polars, no shared helpers, decimals
+instead of integer thousandths, calendar arithmetic instead of truncation.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+
+import duckdb
+
+NOT_PRODUCTS = ("POST", "DOT", "M", "BANK CHARGES", "AMAZONFEE", "C2", "D", "S", "CRUK", "PADS", "B")
+CENT = Decimal("0.01")
+
+
+def r2(value: Decimal | int | None) -> float | None:
+    if value is None:
+        return None
+    return float(Decimal(value).quantize(CENT, rounding=ROUND_HALF_UP))
+
+
+class Reference:
+    def __init__(self, csv_path: Path, currency: str = "GBP") -> None:
+        self.currency = currency
+        self.db = duckdb.connect()
+        self.db.execute(
+            f"""
+            CREATE TABLE raw AS SELECT * FROM read_csv('{csv_path}', header = true, all_varchar = true,
+                quote = '"', escape = '"')
+            """
+        )
+        self.db.execute(
+            """
+            CREATE TABLE rows AS SELECT
+                rowid AS line,
+                InvoiceNo AS invoice_no,
+                StockCode AS stock_code,
+                NULLIF(Description, '') AS description,
+                CAST(Quantity AS BIGINT) AS quantity,
+                strptime(InvoiceDate, '%m/%d/%Y %H:%M') AS ts,
+                CAST(UnitPrice AS DECIMAL(18, 3)) AS price,
+                CAST(NULLIF(CustomerID, '') AS BIGINT) AS customer_id,
+                Country AS country
+            FROM raw
+            """
+        )
+        self.db.execute(
+            """
+            CREATE VIEW sales AS SELECT *, quantity * price AS revenue, CAST(ts AS DATE) AS d FROM rows
+            WHERE NOT starts_with(invoice_no, 'C') AND NOT starts_with(invoice_no, 'A')
+              AND quantity > 0 AND price > 0
+            """
+        )
+        self.db.execute(
+            """
+            CREATE VIEW cancels AS SELECT *, -(quantity * price) AS revenue, CAST(ts AS DATE) AS d FROM rows
+            WHERE starts_with(invoice_no, 'C')
+            """
+        )
+        self.countries = [r[0] for r in self.db.execute("SELECT DISTINCT country FROM rows ORDER BY 1").fetchall()]
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _where(self, start: date | None, end: date | None, country: str | None) -> tuple[str, list]:
+        clauses, args = ["TRUE"], []
+        if start is not None:
+            clauses.append("d >= ?")
+            args.append(start)
+        if end is not None:
+            clauses.append("d <= ?")
+            args.append(end)
+        if country is not None:
+            clauses.append("lower(country) = lower(?)")
+            args.append(country)
+        return " AND ".join(clauses), args
+
+    def query(self, sql: str, args: list | None = None) -> list[tuple]:
+        return self.db.execute(sql, args or []).fetchall()
+
+    # -- METRICS.md ----------------------------------------------------------------------
+
+    def kpis(self, start=None, end=None, country=None) -> dict:
+        where, args = self._where(start, end, country)
+        revenue, units, orders, customers, first, last = self.query(
+            f"""SELECT sum(revenue), sum(quantity), count(DISTINCT invoice_no), count(DISTINCT customer_id),
+                       min(ts), max(ts) FROM sales WHERE {where}""",
+            args,
+        )[0]
+        c_orders, c_revenue = self.query(
+            f"SELECT count(DISTINCT invoice_no), sum(revenue) FROM cancels WHERE {where}", args
+        )[0]
+        revenue = revenue or Decimal(0)
+        units = units or 0
+        return {
+            "currency": self.currency,
+            "revenue": r2(revenue),
+            "units_sold": int(units),
+            "orders": orders,
+            "customers": customers,
+            "average_order_value": r2(revenue / orders) if orders else None,
+            "units_per_order": r2(Decimal(units) / orders) if orders else None,
+            "cancelled_orders": c_orders,
+            "cancelled_revenue": r2(c_revenue or Decimal(0)),
+            "first_sale": first,
+            "last_sale": last,
+        }
+
+    # the first day of a period, spelled as calendar arithmetic (not truncation)
+    _PERIOD_SQL = {
+        "day": "d",
+        "week": "d - CAST(isodow(d) - 1 AS INTEGER)",  # ISO weeks: Monday is day 1
+        "month": "make_date(year(d), month(d), 1)",
+        "year": "make_date(year(d), 1, 1)",
+    }
+
+    @staticmethod
+    def _next(period: date, freq: str) -> date:
+        if freq == "day":
+            return period + timedelta(days=1)
+        if freq == "week":
+            return period + timedelta(days=7)
+        if freq == "month":
+            return date(period.year + period.month // 12, period.month % 12 + 1, 1)
+        return date(period.year + 1, 1, 1)
+
+    def series(self, freq="month", start=None, end=None, country=None) -> list[dict]:
+        where, args = self._where(start, end, country)
+        rows = self.query(
+            f"""SELECT {self._PERIOD_SQL[freq]} AS period, sum(revenue), sum(quantity), count(DISTINCT invoice_no)
+                FROM sales WHERE {where} GROUP BY period""",
+            args,
+        )
+        if not rows:
+            return []
+        buckets = {period: (revenue, int(units), orders) for period, revenue, units, orders in rows}
+        period, last = min(buckets), max(buckets)
+        points, previous = [], None
+        while period <= last:
+            revenue, units, orders = buckets.get(period, (Decimal(0), 0, 0))
+            growth = r2((revenue - previous) / previous * 100) if previous else None
+            points.append(
+                {"period": period, "revenue": r2(revenue), "units_sold": units, "orders": orders, "growth_pct": growth}
+            )
+            previous = revenue
+            period = self._next(period, freq)
+        return points
+
+    def countries_table(self, start=None, end=None) -> list[dict]:
+        where, args = self._where(start, end, None)
+        rows = self.query(
+            f"""SELECT country, sum(revenue), sum(quantity), count(DISTINCT invoice_no), count(DISTINCT customer_id)
+                FROM sales WHERE {where} GROUP BY country""",
+            args,
+        )
+        return [
+            {"country": c, "revenue_exact": r, "units_sold": int(u), "orders": o, "customers": k}
+            for c, r, u, o, k in rows
+        ]
+
+    def top_countries(self, by="revenue", limit=10, order="desc", start=None, end=None, country=None) -> list[dict]:
+        table = self.countries_table(start, end)
+        if country is not None:
+            table = [row for row in table if row["country"].lower() == country.lower()]
+        key = {"revenue": "revenue_exact"}.get(by, by)
+        # stable sorts: name ascending first, then the figure
+        table.sort(key=lambda row: row["country"])
+        table.sort(key=lambda row: row[key], reverse=order == "desc")
+        total = sum((row["revenue_exact"] for row in table), Decimal(0))
+        return [
+            {
+                "rank": rank,
+                "country": row["country"],
+                "revenue": r2(row["revenue_exact"]),
+                "units_sold": row["units_sold"],
+                "orders": row["orders"],
+                "customers": row["customers"],
+                "revenue_share_pct": r2(row["revenue_exact"] / total * 100) if total else None,
+            }
+            for rank, row in enumerate(table[:limit], start=1)
+        ]
+
+    def top_products(self, country: str, start=None, end=None) -> list[dict]:
+        where, args = self._where(start, end, country)
+        excluded = ", ".join(f"'{code}'" for code in NOT_PRODUCTS)
+        products = self.query(
+            f"""SELECT upper(stock_code) AS code, sum(revenue) AS rev, sum(quantity) FROM sales
+                WHERE {where} AND upper(stock_code) NOT IN ({excluded}) AND NOT lower(stock_code) LIKE 'gift\\_%' ESCAPE '\\'
+                GROUP BY code ORDER BY rev DESC, code ASC LIMIT 10""",
+            args,
+        )
+        result = []
+        for code, revenue, units in products:
+            described = self.query(
+                f"""SELECT description, count(*) AS n FROM sales
+                    WHERE {where} AND upper(stock_code) = ? AND description IS NOT NULL
+                    GROUP BY description ORDER BY n DESC, description ASC LIMIT 1""",
+                [*args, code],
+            )
+            result.append(
+                {
+                    "stock_code": code,
+                    "description": described[0][0] if described else None,
+                    "revenue": r2(revenue),
+                    "units_sold": int(units),
+                }
+            )
+        return result
+
+    def country_detail(self, country: str, start=None, end=None) -> dict:
+        stored = next(name for name in self.countries if name.lower() == country.lower())
+        ranking = [row["country"] for row in self.top_countries(limit=1000, start=start, end=end)]
+        return {
+            "country": stored,
+            "rank": ranking.index(stored) + 1 if stored in ranking else None,
+            "kpis": self.kpis(start, end, stored),
+            "series": self.series("month", start, end, stored),
+            "top_products": self.top_products(stored, start, end),
+        }
+
+    def page(self, page=1, size=50, q=None, start=None, end=None, country=None) -> dict:
+        where, args = self._where(start, end, country)
+        if q:
+            where += (
+                " AND (contains(lower(invoice_no), ?) OR contains(lower(stock_code), ?)"
+                " OR contains(lower(coalesce(description, '')), ?))"
+            )
+            args += [q.lower()] * 3
+        total = self.query(f"SELECT count(*) FROM sales WHERE {where}", args)[0][0]
+        rows = self.query(
+            f"""SELECT invoice_no, stock_code, description, quantity, ts, price, customer_id, country, revenue
+                FROM sales WHERE {where} ORDER BY ts, line LIMIT ? OFFSET ?""",
+            [*args, size, (page - 1) * size],
+        )
+        items = [
+            {
+                "invoice_no": inv,
+                "stock_code": code,
+                "description": desc,
+                "quantity": qty,
+                "invoice_date": ts,
+                "unit_price": float(price),
+                "customer_id": customer,
+                "country": ctry,
+                "line_revenue": r2(revenue),
+            }
+            for inv, code, desc, qty, ts, price, customer, ctry, revenue in rows
+        ]
+        return {"items": items, "page": page, "size": size, "total": total, "pages": -(-total // size)}
+
