@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
+from typing import ClassVar
 
 import duckdb
 
@@ -109,7 +110,7 @@ class Reference:
         }
 
     # the first day of a period, spelled as calendar arithmetic (not truncation)
-    _PERIOD_SQL = {
+    _PERIOD_SQL: ClassVar[dict[str, str]] = {
         "day": "d",
         "week": "d - CAST(isodow(d) - 1 AS INTEGER)",  # ISO weeks: Monday is day 1
         "month": "make_date(year(d), month(d), 1)",
@@ -187,7 +188,8 @@ class Reference:
         excluded = ", ".join(f"'{code}'" for code in NOT_PRODUCTS)
         products = self.query(
             f"""SELECT upper(stock_code) AS code, sum(revenue) AS rev, sum(quantity) FROM sales
-                WHERE {where} AND upper(stock_code) NOT IN ({excluded}) AND NOT lower(stock_code) LIKE 'gift\\_%' ESCAPE '\\'
+                WHERE {where} AND upper(stock_code) NOT IN ({excluded})
+                  AND NOT lower(stock_code) LIKE 'gift\\_%' ESCAPE '\\'
                 GROUP BY code ORDER BY rev DESC, code ASC LIMIT 10""",
             args,
         )
@@ -249,4 +251,3 @@ class Reference:
             for inv, code, desc, qty, ts, price, customer, ctry, revenue in rows
         ]
         return {"items": items, "page": page, "size": size, "total": total, "pages": -(-total // size)}
-

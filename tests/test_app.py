@@ -79,3 +79,24 @@ async def test_litestar_run_serves_a_fresh_embedded_instance(tmp_path: Path) -> 
             server.wait(timeout=15)
         except subprocess.TimeoutExpired:
             server.kill()
+
+
+async def test_the_embedded_app_precomputes_the_figures_on_start(tmp_path: Path) -> None:
+    from app.metrics.schemas import Filters
+    from app.metrics.service import get_metrics_service
+    from tests import small_data
+
+    (tmp_path / "first.csv").write_text(small_data.FIRST)
+    await import_file(tmp_path / "first.csv")
+    app = create_app()
+    async with app.lifespan():
+        service = get_metrics_service()
+        for _ in range(200):  # the refresh runs in the background, on taskiq's in-process broker
+            if await service.last_refresh() is not None:
+                break
+            await asyncio.sleep(0.05)
+        report = await service.last_refresh()
+        assert report is not None and (report.views, report.sales_lines) == (13, 4)
+        await service.kpis(Filters())
+        await service.country("germany", Filters())
+        assert (service.computed, service.cache.stats.hits) == (0, 2)

@@ -12,7 +12,7 @@ of `size` rows), whatever its depth.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
 import polars as pl
 
@@ -143,7 +143,7 @@ def prepare(raw: pl.DataFrame, tag: str = "0") -> Dataset:
     )
 
 
-# -- filters ---------------------------------------------------------------------------
+# -- filters -----------------------------------------------------------------------------
 
 
 def _in_order(raw: pl.DataFrame) -> bool:
@@ -208,87 +208,97 @@ def money(milli: int) -> float:
 
 # -- KPIs ------------------------------------------------------------------------------
 
+# The aggregates behind KPIs, series and country rows; used per frame and per group.
+_TOTALS = (
+    pl.col("revenue_milli").sum().alias("revenue"),
+    pl.col("quantity").sum().alias("units"),
+    pl.col("order_id").n_unique().alias("orders"),
+    pl.col("customer_id").drop_nulls().n_unique().alias("customers"),
+)
+_SPAN = (pl.col("invoice_date").min().alias("first"), pl.col("invoice_date").max().alias("last"))
+_CANCELLED = (
+    pl.col("invoice_no").n_unique().alias("cancelled_orders"),
+    pl.col("revenue_milli").sum().alias("cancelled_revenue"),
+)
+_SERIES = (
+    pl.col("revenue_milli").sum().alias("revenue"),
+    pl.col("quantity").sum().alias("units"),
+    pl.col("order_id").n_unique().alias("orders"),
+)
 
-def _kpis(sales: pl.DataFrame, cancellations: pl.DataFrame, currency: str) -> Kpis:
-    row = sales.select(
-        pl.col("revenue_milli").sum().alias("revenue"),
-        pl.col("quantity").sum().alias("units"),
-        pl.col("order_id").n_unique().alias("orders"),
-        pl.col("customer_id").drop_nulls().n_unique().alias("customers"),
-        pl.col("invoice_date").min().alias("first"),
-        pl.col("invoice_date").max().alias("last"),
-    ).row(0, named=True)
-    cancelled = cancellations.select(
-        pl.col("invoice_no").n_unique().alias("orders"), pl.col("revenue_milli").sum().alias("revenue")
-    ).row(0, named=True)
-    revenue, units, orders = int(row["revenue"] or 0), int(row["units"] or 0), int(row["orders"])
+
+def _make_kpis(totals: dict | None, cancelled: dict | None, currency: str) -> Kpis:
+    totals, cancelled = totals or {}, cancelled or {}
+    revenue, units, orders = int(totals.get("revenue") or 0), int(totals.get("units") or 0), totals.get("orders") or 0
     return Kpis(
         currency=currency,
         revenue=money(revenue),
         units_sold=units,
         orders=orders,
-        customers=int(row["customers"]),
+        customers=totals.get("customers") or 0,
         average_order_value=ratio2(revenue, orders * 1000) if orders else None,
         units_per_order=ratio2(units, orders) if orders else None,
-        cancelled_orders=int(cancelled["orders"]),
-        cancelled_revenue=money(int(cancelled["revenue"] or 0)),
-        first_sale=row["first"],
-        last_sale=row["last"],
+        cancelled_orders=cancelled.get("cancelled_orders") or 0,
+        cancelled_revenue=money(int(cancelled.get("cancelled_revenue") or 0)),
+        first_sale=totals.get("first"),
+        last_sale=totals.get("last"),
     )
 
 
 def kpis(ds: Dataset, filters: Filters, currency: str) -> Kpis:
     sales, cancellations = _scope(ds, filters)
-    return _kpis(sales, cancellations, currency)
+    totals = sales.select(*_TOTALS, *_SPAN).row(0, named=True)
+    return _make_kpis(totals, cancellations.select(*_CANCELLED).row(0, named=True), currency)
 
 
 # -- time series -----------------------------------------------------------------------
 
-_INTERVAL = {"day": "1d", "week": "1w", "month": "1mo", "year": "1y"}
+
+def _next_period(period: date, freq: str) -> date:
+    if freq == "day":
+        return period + timedelta(days=1)
+    if freq == "week":
+        return period + timedelta(weeks=1)
+    if freq == "month":
+        return date(period.year + 1, 1, 1) if period.month == 12 else date(period.year, period.month + 1, 1)
+    return date(period.year + 1, 1, 1)
 
 
-def _points(sales: pl.DataFrame, freq: Freq) -> list[SeriesPoint]:
-    if sales.height == 0:
+def _points(rows: list[tuple[date, int, int, int]], freq: str) -> list[SeriesPoint]:
+    """Series points from (period, revenue, units, orders) rows sorted by period, gaps filled with zeros."""
+    if not rows:
         return []
-    interval = _INTERVAL[freq]
-    grouped = sales.group_by(pl.col(freq).alias("period")).agg(
-        pl.col("revenue_milli").sum(), pl.col("quantity").sum(), pl.col("order_id").n_unique().alias("orders")
-    )
-    first, last = grouped.get_column("period").min(), grouped.get_column("period").max()
-    every = pl.date_range(first, last, interval, eager=True).alias("period").to_frame()
-    filled = every.join(grouped, on="period", how="left").fill_null(0).sort("period")
+    known = {row[0]: row for row in rows}
     points: list[SeriesPoint] = []
-    previous: int | None = None
-    for period_start, revenue, units, orders in filled.iter_rows():
+    period, last, previous = rows[0][0], rows[-1][0], None
+    while period <= last:
+        _, revenue, units, orders = known.get(period, (period, 0, 0, 0))
         growth = ratio2((revenue - previous) * 100, previous) if previous else None
         points.append(
-            SeriesPoint(period=period_start, revenue=money(revenue), units_sold=units, orders=orders, growth_pct=growth)
+            SeriesPoint(period=period, revenue=money(revenue), units_sold=units, orders=orders, growth_pct=growth)
         )
         previous = revenue
+        period = _next_period(period, freq)
     return points
 
 
 def series(ds: Dataset, filters: Filters, freq: str, currency: str) -> Series:
     _one_of("freq", freq, FREQS)
     sales, _ = _scope(ds, filters)
-    return Series(currency=currency, freq=freq, points=_points(sales, freq))  # type: ignore[arg-type]
+    rows = sales.group_by(pl.col(freq).alias("period")).agg(*_SERIES).sort("period").rows()
+    return Series(currency=currency, freq=freq, points=_points(rows, freq))  # type: ignore[arg-type]
 
 
 # -- countries -------------------------------------------------------------------------
 
-_SORT_COLUMN = {"revenue": "revenue_milli", "units_sold": "quantity", "orders": "orders", "customers": "customers"}
+_SORT_COLUMN = {"revenue": "revenue", "units_sold": "units", "orders": "orders", "customers": "customers"}
 
 
-def _by_country(sales: pl.DataFrame, by: str = "revenue", order: str = "desc") -> pl.DataFrame:
+def _by_country(sales: pl.DataFrame, by: str = "revenue", order: str = "desc", span: bool = False) -> pl.DataFrame:
     """One row per country with sales, ordered by `by`, ties by country name ascending."""
     return (
         sales.group_by("country")
-        .agg(
-            pl.col("revenue_milli").sum(),
-            pl.col("quantity").sum(),
-            pl.col("order_id").n_unique().alias("orders"),
-            pl.col("customer_id").drop_nulls().n_unique().alias("customers"),
-        )
+        .agg(*_TOTALS, *(_SPAN if span else ()))
         .with_columns(pl.col("country").cast(pl.String))
         .sort([_SORT_COLUMN[by], "country"], descending=[order == "desc", False])
     )
@@ -300,7 +310,7 @@ def top_countries(ds: Dataset, filters: Filters, by: str, limit: int, order: str
     _in_range("limit", limit, LIMIT_RANGE)
     sales, _ = _scope(ds, filters)
     ranked = _by_country(sales, by, order)
-    total = int(ranked.get_column("revenue_milli").sum() or 0)
+    total = int(ranked.get_column("revenue").sum() or 0)
     items = [
         CountryRow(
             rank=rank,
@@ -316,59 +326,84 @@ def top_countries(ds: Dataset, filters: Filters, by: str, limit: int, order: str
     return TopCountries(currency=currency, by=by, order=order, limit=limit, items=items)  # type: ignore[arg-type]
 
 
-def _top_products(sales: pl.DataFrame) -> list[Product]:
+def _top_products(sales: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
+    """The top products by revenue (ties by code) within each group of `keys`, with their description."""
     products = sales.filter(pl.col("product").is_not_null())
-    top = (
-        products.group_by("product")
-        .agg(pl.col("revenue_milli").sum(), pl.col("quantity").sum())
-        .sort(["revenue_milli", "product"], descending=[True, False])
-        .head(TOP_PRODUCTS)
+    ranked = products.group_by(*keys, "product").agg(
+        pl.col("revenue_milli").sum().alias("revenue"), pl.col("quantity").sum().alias("units")
     )
+    ranked = ranked.sort([*keys, "revenue", "product"], descending=[*(False for _ in keys), True, False])
+    top = ranked.group_by(keys, maintain_order=True).head(TOP_PRODUCTS) if keys else ranked.head(TOP_PRODUCTS)
     # A product's description: its most frequent one in the filters, ties alphabetically first.
-    descriptions = dict(
-        products.filter(pl.col("product").is_in(top.get_column("product").implode()))
-        .filter(pl.col("description").is_not_null())
-        .group_by("product", "description")
+    descriptions = (
+        products.filter(pl.col("description").is_not_null())
+        .join(top.select(*keys, "product"), on=[*keys, "product"], how="semi")
+        .group_by(*keys, "product", "description")
         .len()
-        .sort(["product", "len", "description"], descending=[False, True, False])
-        .group_by("product", maintain_order=True)
+        .sort([*keys, "product", "len", "description"], descending=[*(False for _ in keys), False, True, False])
+        .group_by(*keys, "product", maintain_order=True)
         .first()
-        .select("product", "description")
-        .iter_rows()
+        .drop("len")
     )
-    return [
-        Product(stock_code=code, description=descriptions.get(code), revenue=money(revenue), units_sold=units)
-        for code, revenue, units in top.iter_rows()
-    ]
+    return top.join(descriptions, on=[*keys, "product"], how="left", maintain_order="left")
+
+
+def top_products(ds: Dataset, filters: Filters) -> list[Product]:
+    """The ten best-selling products in the filters (postage, fees and vouchers excluded)."""
+    sales, _ = _scope(ds, filters)
+    return [_product(row) for row in _top_products(sales, []).iter_rows(named=True)]
+
+
+def _product(row: dict) -> Product:
+    return Product(
+        stock_code=row["product"],
+        description=row["description"],
+        revenue=money(row["revenue"]),
+        units_sold=row["units"],
+    )
 
 
 def country_detail(ds: Dataset, filters: Filters, country_name: str, currency: str) -> CountryDetail:
     """One country's figures in the date filters (a `country` filter is replaced by the name)."""
-    name = ds.country(country_name)
-    sales, cancellations = _scope(ds, Filters(start=filters.start, end=filters.end))
-    ranking = _by_country(sales).get_column("country").to_list()
-    return _detail(name, ranking, sales.filter(pl.col("country") == name), cancellations, currency)
+    return _details(ds, filters, [ds.country(country_name)], currency)[0]
 
 
 def country_details(ds: Dataset, filters: Filters, currency: str) -> list[CountryDetail]:
-    """Every country's detail at once (what a refresh precomputes): one ranking, one split."""
+    """Every country's detail (what a refresh precomputes), from one group-by per figure."""
+    return _details(ds, filters, list(ds.countries.values()), currency)
+
+
+def _details(ds: Dataset, filters: Filters, names: list[str], currency: str) -> list[CountryDetail]:
     sales, cancellations = _scope(ds, Filters(start=filters.start, end=filters.end))
-    ranking = _by_country(sales).get_column("country").to_list()
-    parts = {key[0]: part for key, part in sales.partition_by("country", as_dict=True).items()}
-    empty = sales.clear()
-    return [_detail(name, ranking, parts.get(name, empty), cancellations, currency) for name in ds.countries.values()]
+    ranked = _by_country(sales, span=True)  # rank among all countries, by revenue
+    if len(names) < len(ds.countries):
+        sales = sales.filter(pl.col("country").is_in(names))
+        cancellations = cancellations.filter(pl.col("country").is_in(names))
 
+    def by_country(frame: pl.DataFrame) -> dict[str, list[dict]]:
+        groups: dict[str, list[dict]] = {}
+        for row in frame.with_columns(pl.col("country").cast(pl.String)).iter_rows(named=True):
+            groups.setdefault(row.pop("country"), []).append(row)
+        return groups
 
-def _detail(
-    name: str, ranking: list[str], sales: pl.DataFrame, cancellations: pl.DataFrame, currency: str
-) -> CountryDetail:
-    return CountryDetail(
-        country=name,
-        rank=ranking.index(name) + 1 if name in ranking else None,
-        kpis=_kpis(sales, cancellations.filter(pl.col("country") == name), currency),
-        series=_points(sales, "month"),
-        top_products=_top_products(sales),
-    )
+    totals = {row["country"]: (rank, row) for rank, row in enumerate(ranked.iter_rows(named=True), start=1)}
+    cancelled = by_country(cancellations.group_by("country").agg(*_CANCELLED))
+    months = by_country(sales.group_by("country", "month").agg(*_SERIES).sort("country", "month"))
+    products = by_country(_top_products(sales, ["country"]))
+    details = []
+    for name in names:
+        rank, row = totals.get(name, (None, None))
+        series_rows = [(m["month"], m["revenue"], m["units"], m["orders"]) for m in months.get(name, [])]
+        details.append(
+            CountryDetail(
+                country=name,
+                rank=rank,
+                kpis=_make_kpis(row, (cancelled.get(name) or [None])[0], currency),
+                series=_points(series_rows, "month"),
+                top_products=[_product(p) for p in products.get(name, [])],
+            )
+        )
+    return details
 
 
 # -- transactions page -----------------------------------------------------------------

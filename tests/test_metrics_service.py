@@ -1,0 +1,237 @@
+"""The metrics service: answers as JSON, served from the cache, never stale, and Redis optional."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from app.ingest.service import dataset_tag, import_file
+from app.lib.cache import BoundedMemoryStore, Cache, make_cache
+from app.lib.settings import get_settings
+from app.metrics.analytics import UnknownCountry
+from app.metrics.schemas import Filters
+from app.metrics.service import Batched, MetricsService
+from tests import small_data
+
+pytestmark = pytest.mark.usefixtures("empty_db")
+
+
+async def load_small(tmp_path: Path, name: str = "first.csv", text: str = small_data.FIRST) -> None:
+    path = tmp_path / name
+    path.write_text(text)
+    await import_file(path)
+
+
+def memory_service() -> MetricsService:
+    return MetricsService(get_settings(), make_cache(replace(get_settings(), redis_url="")))
+
+
+def redis_service(url: str, cooldown: float = 0.5) -> MetricsService:
+    service = MetricsService(get_settings(), make_cache(replace(get_settings(), redis_url=url)))
+    service.cache.cooldown = cooldown
+    return service
+
+
+async def test_figures_of_a_small_file_worked_out_by_hand(tmp_path):
+    await load_small(tmp_path)
+    service = memory_service()
+    assert msgspec.json.decode(await service.kpis(Filters())) == small_data.FIRST_KPIS
+    series = msgspec.json.decode(await service.series(Filters(), "month"))
+    assert series == {"currency": "GBP", "freq": "month", "points": small_data.FIRST_MONTHS}
+    top = msgspec.json.decode(await service.top_countries(Filters()))
+    assert top["items"] == [
+        {
+            "rank": 1,
+            "country": "Germany",
+            "revenue": 17.5,
+            "units_sold": 3,
+            "orders": 1,
+            "customers": 1,
+            "revenue_share_pct": 67.74,
+        },
+        {
+            "rank": 2,
+            "country": "United Kingdom",
+            "revenue": 8.33,
+            "units_sold": 5,
+            "orders": 2,
+            "customers": 1,
+            "revenue_share_pct": 32.26,
+        },
+    ]
+    germany = msgspec.json.decode(await service.country("germany", Filters()))
+    assert (germany["country"], germany["rank"]) == ("Germany", 1)
+    # postage is revenue, not a product; "a1" and "A1" are one product
+    assert germany["top_products"] == [{"stock_code": "A1", "description": "RED MUG", "revenue": 2.5, "units_sold": 2}]
+    uk = msgspec.json.decode(await service.country("United Kingdom", Filters()))
+    assert [p["stock_code"] for p in uk["top_products"]] == ["A1", "B2"]
+    assert uk["kpis"]["cancelled_revenue"] == 1.25
+    france = msgspec.json.decode(await service.country("FRANCE", Filters()))
+    assert (france["rank"], france["kpis"]["revenue"], france["top_products"]) == (None, 0.0, [])
+    page = msgspec.json.decode(await service.page(Filters(), "mug", 1, 2))
+    assert (page["total"], page["pages"], [i["invoice_no"] for i in page["items"]]) == (2, 1, ["100001", "100002"])
+    assert page["items"][1] == {
+        "invoice_no": "100002",
+        "stock_code": "a1",
+        "description": "RED MUG",
+        "quantity": 4,
+        "invoice_date": "2011-01-10T09:30:00",
+        "unit_price": 1.25,
+        "customer_id": None,
+        "country": "United Kingdom",
+        "line_revenue": 5.0,
+    }
+
+
+async def test_a_second_call_is_served_from_the_cache(tmp_path):
+    await load_small(tmp_path)
+    service = memory_service()
+    first = await service.kpis(Filters(country="Germany"))
+    assert (service.computed, service.cache.stats.hits) == (1, 0)
+    # the same question, spelled differently, is the same cache entry
+    for spelling in ["germany", " GERMANY ", "Germany"]:
+        assert await service.kpis(Filters(country=spelling)) == first
+    assert (service.computed, service.cache.stats.hits, service.loads) == (1, 3, 1)
+
+
+async def test_an_import_changes_the_figures_immediately(tmp_path):
+    await load_small(tmp_path)
+    service = memory_service()
+    assert msgspec.json.decode(await service.kpis(Filters())) == small_data.FIRST_KPIS
+    await load_small(tmp_path, "second.csv", small_data.SECOND)
+    assert msgspec.json.decode(await service.kpis(Filters())) == small_data.SECOND_KPIS
+    assert (service.computed, service.loads) == (2, 2)
+
+
+async def test_figures_of_an_empty_database(tmp_path):
+    service = memory_service()
+    kpis = msgspec.json.decode(await service.kpis(Filters()))
+    assert (kpis["revenue"], kpis["orders"], kpis["average_order_value"], kpis["first_sale"]) == (0, 0, None, None)
+    assert msgspec.json.decode(await service.page(Filters()))["items"] == []
+    with pytest.raises(UnknownCountry):
+        await service.kpis(Filters(country="Germany"))
+
+
+async def test_errors_are_not_cached(tmp_path):
+    await load_small(tmp_path)
+    service = memory_service()
+    for _ in range(2):
+        with pytest.raises(UnknownCountry, match="Atlantis"):
+            await service.kpis(Filters(country="Atlantis"))
+    assert service.cache.stats.stores == 0
+
+
+async def test_refresh_precomputes_the_default_views(tmp_path):
+    await load_small(tmp_path)
+    service = memory_service()
+    report = await service.refresh()
+    assert (report.views, report.sales_lines, report.cached) == (10 + 3, 4, True)  # 3 countries: DE, FR, UK
+    assert (await service.last_refresh()).tag == await dataset_tag()
+    for answer in [
+        service.kpis(Filters()),
+        service.series(Filters(), "day"),
+        service.series(Filters(), "year"),
+        service.top_countries(Filters(), "customers"),
+        service.country("france", Filters()),
+        service.page(Filters()),
+    ]:
+        await answer
+    assert service.computed == 0
+    again = await service.refresh()  # idempotent: the same keys again, the frame not re-read
+    assert (again.views, again.tag, again.load_seconds, service.loads) == (report.views, report.tag, 0.0, 1)
+
+
+async def test_concurrent_requests_share_one_version_read(tmp_path):
+    await load_small(tmp_path)
+    reads = 0
+
+    async def counted() -> str:
+        nonlocal reads
+        reads += 1
+        return await dataset_tag()
+
+    batched = Batched(counted)
+    tags = await asyncio.gather(*(batched() for _ in range(50)))
+    assert len(set(tags)) == 1
+    assert reads <= 2  # one read started before the others arrived, one after
+
+
+async def test_memory_store_is_bounded_and_expires():
+    store = BoundedMemoryStore(max_entries=3)
+    for key in "abcd":
+        await store.set(key, key.encode())
+    assert await store.get("a") is None and await store.get("d") == b"d"
+    await store.set("e", b"e", expires_in=1)
+    assert await store.get("e") == b"e"
+    await asyncio.sleep(1.1)
+    assert await store.get("e") is None
+
+
+# -- Redis ---------------------------------------------------------------------------------
+
+
+async def test_redis_cache_survives_redis_going_away_and_coming_back(tmp_path, redis_server, caplog):
+    await load_small(tmp_path)
+    service = redis_service(redis_server.url)
+    try:
+        body = await service.kpis(Filters())
+        assert await service.kpis(Filters()) == body
+        assert (service.computed, service.cache.stats.hits) == (1, 1)
+
+        redis_server.stop()
+        with caplog.at_level(logging.WARNING, logger="app.lib.cache"):
+            assert msgspec.json.decode(await service.kpis(Filters())) == small_data.FIRST_KPIS
+        assert "Redis cache unavailable" in caplog.text
+        assert service.cache.stats.errors >= 1
+        # while the breaker is open, Redis is not even tried
+        errors = service.cache.stats.errors
+        assert msgspec.json.decode(await service.kpis(Filters())) == small_data.FIRST_KPIS
+        assert service.cache.stats.errors == errors and service.cache.stats.skipped >= 1
+
+        redis_server.start()  # empty again, same port
+        await asyncio.sleep(service.cache.cooldown + 0.1)
+        await service.kpis(Filters())
+        stores = service.cache.stats.stores
+        assert stores >= 2  # caching resumed, without a restart
+        await service.kpis(Filters())
+        assert service.cache.stats.hits == 2
+    finally:
+        await service.close()
+
+
+async def test_a_hung_redis_costs_a_short_timeout_not_an_error(tmp_path, redis_server):
+    await load_small(tmp_path)
+    service = redis_service(redis_server.url, cooldown=30)
+    try:
+        await service.kpis(Filters())
+        redis_server.pause()
+        started = time.monotonic()
+        assert msgspec.json.decode(await service.kpis(Filters(country="germany")))["revenue"] == 17.5
+        assert time.monotonic() - started < 5  # not redis-py's default of 5 s per try, ten tries
+        errors = service.cache.stats.errors
+        assert errors >= 1
+        await service.kpis(Filters(country="united kingdom"))  # breaker open: Redis not tried
+        assert service.cache.stats.errors == errors and service.cache.stats.skipped >= 2
+    finally:
+        redis_server.resume()
+        await service.close()
+
+
+async def test_the_cache_interface_is_the_same_for_both_stores(redis_server):
+    from litestar.stores.redis import RedisStore
+
+    from app.lib.cache import redis_client
+
+    client = redis_client(redis_server.url)
+    for cache in [Cache(BoundedMemoryStore(), name="memory"), Cache(RedisStore(client, namespace="t"), name="redis")]:
+        assert await cache.get("k") is None
+        assert await cache.set("k", b"v", expires_in=60)
+        assert await cache.get("k") == b"v"
+        assert (cache.stats.hits, cache.stats.misses, cache.stats.stores) == (1, 1, 1)
+    await client.aclose()

@@ -1,0 +1,147 @@
+"""The refresh task through the real taskiq Redis broker, a real worker and a real scheduler."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import msgspec
+import pytest
+import redis
+
+from app.ingest.service import dataset_tag
+from app.lib.cache import make_cache
+from app.lib.settings import get_settings
+from app.metrics.schemas import Filters
+from app.metrics.service import MetricsService, RefreshReport, refresh_marker
+from tests import small_data
+from tests.conftest import ROOT, cli_env, run_cli
+
+pytestmark = pytest.mark.usefixtures("empty_db")
+
+
+def taskiq(*args: str, env: dict[str, str], log: Path) -> subprocess.Popen:
+    """`taskiq ARGS` as the README gives it (from the project root, PYTHONPATH=.)."""
+    command = [str(Path(sys.executable).with_name("taskiq")), *args]
+    with log.open("w") as out:
+        return subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env={**env, "PYTHONPATH": "."},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def wait_for_marker(client: redis.Redis, tag: str, log: Path, timeout: float = 90) -> RefreshReport:
+    key = f"shop:{refresh_marker(tag)}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        body = client.get(key)
+        if body is not None:
+            return msgspec.json.decode(body, type=RefreshReport)
+        time.sleep(0.2)
+    raise AssertionError(f"no refresh of dataset {tag} within {timeout} s; worker log:\n{log.read_text()}")
+
+
+@pytest.fixture
+def worker_env(redis_server) -> dict[str, str]:
+    return cli_env(REDIS_URL=redis_server.url)
+
+
+@pytest.fixture
+def worker(worker_env, tmp_path) -> Iterator[tuple[subprocess.Popen, Path]]:
+    log = tmp_path / "worker.log"
+    process = taskiq("worker", "app.worker:broker", "--workers", "1", env=worker_env, log=log)
+    yield process, log
+    stop(process)
+
+
+async def test_an_import_queues_a_refresh_that_the_worker_runs_into_redis(tmp_path, redis_server, worker):
+    process, log = worker
+    csv = tmp_path / "first.csv"
+    csv.write_text(small_data.FIRST)
+    imported = run_cli("data", "import", str(csv), REDIS_URL=redis_server.url)
+    assert imported.returncode == 0, imported.stderr
+    assert "refresh queued" in imported.stdout
+
+    tag = await dataset_tag()
+    client = redis.Redis.from_url(redis_server.url)
+    report = wait_for_marker(client, tag, log)
+    assert (report.views, report.sales_lines, report.cached) == (13, 4, True)
+    keys = client.keys(f"shop:metrics:{tag}:*")
+    assert len(keys) == report.views + 1  # the views and the refresh report
+
+    # a web process with the same Redis now answers from the cache without computing
+    service = MetricsService(get_settings(), make_cache(replace(get_settings(), redis_url=redis_server.url)))
+    try:
+        assert msgspec.json.decode(await service.kpis(Filters())) == small_data.FIRST_KPIS
+        assert msgspec.json.decode(await service.series(Filters()))["points"] == small_data.FIRST_MONTHS
+        await service.country("GERMANY", Filters())
+        await service.top_countries(Filters(), "orders")
+        assert (service.computed, service.loads, service.cache.stats.hits) == (0, 0, 4)
+    finally:
+        await service.close()
+
+    # `metrics refresh --queue` asks the same worker again
+    client.delete(f"shop:{refresh_marker(tag)}")
+    queued = run_cli("metrics", "refresh", "--queue", REDIS_URL=redis_server.url)
+    assert queued.returncode == 0 and "refresh queued" in queued.stdout, queued.stderr
+    assert wait_for_marker(client, tag, log).tag == tag
+    assert process.poll() is None
+    client.close()
+
+
+async def test_the_scheduler_triggers_refreshes(tmp_path, redis_server, worker, worker_env):
+    _, log = worker
+    csv = tmp_path / "first.csv"
+    csv.write_text(small_data.FIRST)
+    assert run_cli("data", "import", str(csv)).returncode == 0  # no REDIS_URL: nothing queued
+    tag = await dataset_tag()
+    client = redis.Redis.from_url(redis_server.url)
+    assert client.get(f"shop:{refresh_marker(tag)}") is None
+
+    scheduler_log = tmp_path / "scheduler.log"
+    scheduler = taskiq(
+        "scheduler", "app.worker:scheduler", env={**worker_env, "REFRESH_INTERVAL_SECONDS": "2"}, log=scheduler_log
+    )
+    try:
+        first = wait_for_marker(client, tag, log)
+        client.delete(f"shop:{refresh_marker(tag)}")
+        second = wait_for_marker(client, tag, log)
+        assert second.refreshed_at > first.refreshed_at
+    finally:
+        stop(scheduler)
+        client.close()
+
+
+def test_the_refresh_cli_reports_what_it_computed(tmp_path):
+    csv = tmp_path / "first.csv"
+    csv.write_text(small_data.FIRST)
+    assert run_cli("data", "import", str(csv)).returncode == 0
+    result = run_cli("metrics", "refresh")
+    assert result.returncode == 0, result.stderr
+    assert "dataset version 1: 4 sales lines; 13 views computed and stored in the in-process cache" in result.stdout
+    assert "3 country pages" in result.stdout
+    as_json = run_cli("metrics", "refresh", "--json")
+    report = msgspec.json.decode(as_json.stdout, type=RefreshReport)
+    assert (report.views, report.version, report.cached) == (13, 1, True)
+    refused = run_cli("metrics", "refresh", "--queue")
+    assert refused.returncode == 1 and "needs REDIS_URL" in refused.stderr
