@@ -183,7 +183,7 @@ class Reference:
             for rank, row in enumerate(table[:limit], start=1)
         ]
 
-    def top_products(self, country: str, start=None, end=None) -> list[dict]:
+    def top_products(self, country: str | None, start=None, end=None) -> list[dict]:
         where, args = self._where(start, end, country)
         excluded = ", ".join(f"'{code}'" for code in NOT_PRODUCTS)
         products = self.query(

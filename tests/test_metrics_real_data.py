@@ -185,6 +185,13 @@ def test_country_detail(dataset, reference, name, start, end):
     assert builtins(ours) == builtins(reference.country_detail(name, start, end))
 
 
+@pytest.mark.parametrize("combo", ["everything", "a month", "across new year", "no sales (after the data)"])
+def test_top_products_overall(dataset, reference, combo):
+    start, end, _ = COMBOS[combo]
+    ours = analytics.top_products(dataset, Filters(start=start, end=end))
+    assert builtins(ours) == builtins(reference.top_products(None, start, end))
+
+
 def test_every_country_detail_at_once_equals_one_by_one(dataset):
     every = analytics.country_details(dataset, Filters(), "GBP")
     assert len(every) == 38
