@@ -1,6 +1,6 @@
 """The users table (the app's own accounts, not Piccolo's BaseUser)."""
 
-from piccolo.columns import Boolean, Timestamptz, Varchar
+from piccolo.columns import Boolean, Integer, Timestamptz, Varchar
 from piccolo.columns.defaults.timestamptz import TimestamptzNow
 from piccolo.table import Table
 
@@ -11,3 +11,5 @@ class User(Table, tablename="users"):
     is_admin = Boolean(default=False)
     is_active = Boolean(default=True)
     created_at = Timestamptz(default=TimestamptzNow())
+    # bumped by a password change: tokens carrying an older value are refused
+    token_version = Integer(default=0)

@@ -170,3 +170,23 @@ def make_cache(settings: Settings, namespace: str = "shop") -> Cache:
         client = redis_client(settings.redis_url)
         return Cache(RedisStore(client, namespace=namespace), name="Redis cache", client=client)
     return Cache(BoundedMemoryStore(), name="in-process cache")
+
+
+_shared: Cache | None = None
+
+
+def get_cache() -> Cache:
+    """The process's cache, shared by the metrics and the token denylist."""
+    global _shared
+    if _shared is None:
+        from app.lib.settings import get_settings
+
+        _shared = make_cache(get_settings())
+    return _shared
+
+
+async def close_cache() -> None:
+    global _shared
+    if _shared is not None:
+        await _shared.close()
+        _shared = None

@@ -64,6 +64,8 @@ class Settings:
     cache_ttl_seconds: int = 86400
     refresh_cron: str = "*/10 * * * *"
     refresh_interval_seconds: int = 0  # when set, replaces refresh_cron
+    registration_open: bool = True
+    max_upload_mb: int = 200
 
     @property
     def is_postgres(self) -> bool:
@@ -143,6 +145,8 @@ def load_settings() -> Settings:
         cache_ttl_seconds=_int("CACHE_TTL_SECONDS", 86400),
         refresh_cron=refresh_cron,
         refresh_interval_seconds=_int("REFRESH_INTERVAL_SECONDS", 0, minimum=0),
+        registration_open=_bool("REGISTRATION_OPEN", True),
+        max_upload_mb=_int("MAX_UPLOAD_MB", 200),
     )
 
 

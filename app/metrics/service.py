@@ -21,7 +21,7 @@ from typing import Any
 import msgspec
 
 from app.ingest.service import dataset_tag
-from app.lib.cache import Cache, make_cache
+from app.lib.cache import Cache, close_cache, get_cache
 from app.lib.settings import Settings, get_settings
 from app.metrics import analytics
 from app.metrics.analytics import RANK_BY, Dataset
@@ -254,14 +254,12 @@ def get_metrics_service() -> MetricsService:
     """The process's service (one frame, one cache per process)."""
     global _service
     if _service is None:
-        settings = get_settings()
-        _service = MetricsService(settings, make_cache(settings))
+        _service = MetricsService(get_settings(), get_cache())
     return _service
 
 
 async def reset_metrics_service() -> None:
     """Close and forget the process's service (app shutdown, tests)."""
     global _service
-    if _service is not None:
-        await _service.close()
-        _service = None
+    _service = None
+    await close_cache()

@@ -34,20 +34,32 @@ class ApplicationCore(InitPluginProtocol, CLIPluginProtocol):
         register_metrics(cli)
 
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
-        from app.server.pages import HomeController
+        from litestar.middleware import DefineMiddleware
+
+        from app.auth.controllers import AuthController
+        from app.metrics.controllers import DashboardController, MetricsController
+        from app.server.templating import configure
+        from app.server.web import AuthMiddleware, before_send, handle_exception
 
         settings = self.settings
         app_config.route_handlers.extend(
             [
-                HomeController,
+                AuthController,
+                DashboardController,
+                MetricsController,
                 create_static_files_router(path="/static", directories=[ROOT / "static"], name="static"),
             ]
         )
-        app_config.template_config = TemplateConfig(directory=ROOT / "templates", engine=JinjaTemplateEngine)
+        app_config.middleware.insert(0, DefineMiddleware(AuthMiddleware))
+        app_config.exception_handlers[Exception] = handle_exception
+        app_config.before_send.append(before_send)
+        app_config.template_config = TemplateConfig(
+            directory=ROOT / "templates", engine=JinjaTemplateEngine, engine_callback=configure
+        )
         app_config.logging_config = LoggingConfig(
             root={"level": settings.log_level, "handlers": ["queue_listener"]},
             loggers={"piccolo": {"level": "WARNING", "propagate": True}},  # not its start-up chatter
-            log_exceptions="always",
+            log_exceptions="never",  # handle_exception logs every 500 with its traceback
         )
 
         async def start() -> None:

@@ -1,0 +1,180 @@
+"""Sign-up, login, logout and the account page: forms for browsers, JSON for scripts."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, TypeVar
+
+import msgspec
+from litestar import Controller, Request, Response, get, post
+from litestar.datastructures import Cookie
+from litestar.exceptions import HTTPException
+from litestar.params import Parameter
+from litestar.response import Redirect, Template
+
+from app.auth.deps import get_accounts
+from app.auth.service import AuthError, Credentials, PasswordChange, RateLimited, TokenOut, UserOut, user_out
+from app.lib.settings import get_settings
+from app.server.web import (
+    FORM_TYPES,
+    JSON,
+    SESSION_COOKIE,
+    VARY,
+    _safe_next,
+    check_csrf,
+    is_htmx,
+    requires_login,
+    wants_json,
+)
+
+S = TypeVar("S", bound=msgspec.Struct)
+NO_STORE = {"cache-control": "no-store", "vary": VARY}
+
+
+async def read_body(request: Request, model: type[S]) -> tuple[S, dict[str, Any]]:
+    """The body as `model`, from JSON or a form; 415 for anything else. Returns the raw fields too."""
+    content_type = request.content_type[0]
+    try:
+        if content_type == JSON:
+            raw = msgspec.json.decode(await request.body())
+            if not isinstance(raw, dict):
+                raise AuthError("send a JSON object")
+        elif content_type in FORM_TYPES:
+            raw = dict(await request.form())
+        else:
+            raise HTTPException(status_code=415, detail="send JSON (Content-Type: application/json) or a form")
+        return msgspec.convert(raw, model, strict=False), raw
+    except (msgspec.DecodeError, msgspec.ValidationError) as error:
+        raise AuthError(f"the body is not valid: {error}") from None
+
+
+def session_cookie(token: str | None, max_age: int = 0) -> Cookie:
+    return Cookie(
+        key=SESSION_COOKIE,
+        value=token or "",
+        max_age=max_age,
+        httponly=True,
+        samesite="lax",
+        secure=get_settings().cookie_secure,
+        path="/",
+    )
+
+
+def client_of(request: Request) -> str:
+    return request.client.host if request.client else "unknown"  # the peer, never X-Forwarded-For
+
+
+def form_page(request: Request, template: str, status: int, **context: Any) -> Template:
+    """A form again with its error; 200 for htmx (it does not swap 4xx), the real status otherwise."""
+    context.setdefault("user", request.scope.get("user"))
+    return Template(
+        template_name=template, context=context, status_code=200 if is_htmx(request) else status, headers=NO_STORE
+    )
+
+
+class AuthController(Controller):
+    tags = ["auth"]  # noqa: RUF012
+
+    @get("/login", include_in_schema=False)
+    async def login_page(self, request: Request, next_: Annotated[str, Parameter(query="next")] = "/") -> Response:
+        if request.scope.get("user"):
+            return Redirect(path=_safe_next(next_))
+        return form_page(request, "login.html", 200, next=_safe_next(next_), username="")
+
+    @get("/register", include_in_schema=False)
+    async def register_page(self, request: Request) -> Template:
+        return form_page(request, "register.html", 200, username="", open=get_settings().registration_open)
+
+    @post("/auth/register", status_code=201, summary="Create an account (the first one becomes admin)")
+    async def register(self, request: Request) -> UserOut:
+        await check_csrf(request)
+        accounts = get_accounts()
+        form = request.content_type[0] != JSON
+        try:
+            body, _ = await read_body(request, Credentials)
+            user = await accounts.register(body.username, body.password)
+        except AuthError as error:
+            if not form:
+                raise
+            raw = dict(await request.form())
+            return form_page(  # type: ignore[return-value]
+                request, "register.html", error.status_code, error=str(error), username=raw.get("username", "")
+            )
+        if form:  # signed in straight away
+            token, lifetime = accounts.issue(user)
+            response = Redirect(path="/", status_code=303, headers=NO_STORE)
+            response.set_cookie(session_cookie(token, lifetime))
+            return response  # type: ignore[return-value]
+        return user_out(user)
+
+    @post("/auth/login", status_code=200, summary="Log in: a token for scripts, a cookie for browsers")
+    async def login(self, request: Request) -> TokenOut:
+        await check_csrf(request)
+        accounts = get_accounts()
+        form = request.content_type[0] != JSON
+        try:
+            body, raw = await read_body(request, Credentials)
+            user = await accounts.authenticate(body.username, body.password, client_of(request))
+        except AuthError as error:
+            if not form:
+                raise
+            raw = dict(await request.form())
+            page = form_page(
+                request,
+                "login.html",
+                error.status_code,
+                error=str(error),
+                username=raw.get("username", ""),
+                next=_safe_next(str(raw.get("next") or "/")),
+            )
+            if isinstance(error, RateLimited):
+                page.headers["retry-after"] = str(error.retry_after)
+            return page  # type: ignore[return-value]
+        token, lifetime = accounts.issue(user)
+        if form:
+            response = Redirect(path=_safe_next(str(raw.get("next") or "/")), status_code=303, headers=NO_STORE)
+            response.set_cookie(session_cookie(token, lifetime))
+            return response  # type: ignore[return-value]
+        return TokenOut(access_token=token, token_type="bearer", user=user_out(user), expires_in=lifetime)  # noqa: S106
+
+    @post("/auth/logout", status_code=200, summary="Log out: the token stops working, the cookie is cleared")
+    async def logout(self, request: Request) -> Response:
+        await check_csrf(request)
+        claims = request.scope.get("auth")
+        if claims is not None:
+            await get_accounts().revoke(claims)
+        if wants_json(request) and request.content_type[0] not in FORM_TYPES:
+            response: Response = Response(content={"detail": "logged out"}, headers=NO_STORE)
+        else:
+            # Clear-Site-Data drops the tab's cached pages, so Back shows no figures
+            headers = {**NO_STORE, "clear-site-data": '"cache", "storage"'}
+            response = Redirect(path="/login", status_code=303, headers=headers)
+            if is_htmx(request):
+                response = Response(content=b"", headers={**headers, "hx-redirect": "/login"})
+        response.set_cookie(session_cookie(None, 0))
+        return response
+
+    @get("/users/me", guards=[requires_login], summary="The signed-in user")
+    async def me(self, request: Request) -> UserOut:
+        user = request.scope["user"]
+        if wants_json(request):
+            return user_out(user)
+        return form_page(request, "account.html", 200)  # type: ignore[return-value]
+
+    @post("/users/me/password", guards=[requires_login], summary="Change your password (revokes your other tokens)")
+    async def change_password(self, request: Request) -> TokenOut:
+        await check_csrf(request)
+        accounts = get_accounts()
+        form = request.content_type[0] != JSON
+        try:
+            body, _ = await read_body(request, PasswordChange)
+            user = await accounts.change_password(request.scope["user"], body.current_password, body.new_password)
+        except AuthError as error:
+            if not form:
+                raise
+            return form_page(request, "account.html", error.status_code, error=str(error))  # type: ignore[return-value]
+        token, lifetime = accounts.issue(user)  # this session goes on; every other token is refused
+        if form:
+            page = form_page(request, "account.html", 200, message="Password changed. Other sessions are signed out.")
+            page.cookies.append(session_cookie(token, lifetime))
+            return page  # type: ignore[return-value]
+        return TokenOut(access_token=token, token_type="bearer", user=user_out(user), expires_in=lifetime)  # noqa: S106

@@ -1,0 +1,246 @@
+"""Accounts: registration, login, tokens (JWT), revocation and password changes."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from collections import deque
+from dataclasses import dataclass
+from datetime import datetime
+
+import jwt
+import msgspec
+
+from app.auth.passwords import hash_password, verify_password
+from app.auth.tables import User
+from app.lib.cache import Cache
+from app.lib.settings import Settings
+
+USERNAME = re.compile(r"[A-Za-z0-9_.-]{3,30}")
+PASSWORD_LENGTH = (8, 1024)
+BAD_LOGIN = "wrong username or password"  # the same words for an unknown user and a wrong password
+
+
+class AuthError(Exception):
+    status_code = 400
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class BadCredentials(AuthError):
+    status_code = 401
+
+
+class Conflict(AuthError):
+    status_code = 409
+
+
+class RegistrationClosed(AuthError):
+    status_code = 403
+
+
+class UserOut(msgspec.Struct):
+    """What `GET /users/me` answers (scripts rely on these names)."""
+
+    id: int
+    username: str
+    is_admin: bool
+    created_at: datetime
+
+
+class TokenOut(msgspec.Struct):
+    access_token: str
+    token_type: str
+    user: UserOut
+    expires_in: int
+
+
+class Credentials(msgspec.Struct, forbid_unknown_fields=False):
+    username: str
+    password: str
+
+
+class PasswordChange(msgspec.Struct):
+    current_password: str
+    new_password: str
+
+
+@dataclass(frozen=True)
+class Claims:
+    user_id: int
+    jti: str
+    version: int
+    expires_at: int
+
+
+def user_out(row: dict) -> UserOut:
+    return UserOut(id=row["id"], username=row["username"], is_admin=row["is_admin"], created_at=row["created_at"])
+
+
+def check_username(username: str) -> str:
+    if not USERNAME.fullmatch(username):
+        raise AuthError("username: use 3 to 30 letters, digits, '_', '.' or '-'", "username")
+    return username
+
+
+def check_password(password: str, field: str = "password") -> str:
+    low, high = PASSWORD_LENGTH
+    if not low <= len(password) <= high:
+        raise AuthError(f"{field.replace('_', ' ')}: use {low} to {high} characters", field)
+    if "\x00" in password:
+        raise AuthError(f"{field.replace('_', ' ')}: must not contain a NUL character", field)
+    return password
+
+
+_USER_COLUMNS = (User.id, User.username, User.is_admin, User.is_active, User.created_at, User.token_version)
+
+
+class Accounts:
+    """Everything about users and tokens; one per process (it holds the login rate limiter)."""
+
+    def __init__(self, settings: Settings, cache: Cache) -> None:
+        self.settings = settings
+        self.cache = cache
+        self.limiter = LoginLimiter()
+
+    # -- tokens --------------------------------------------------------------------------
+
+    def issue(self, user: dict) -> tuple[str, int]:
+        now = int(time.time())
+        lifetime = self.settings.jwt_expiry_minutes * 60
+        claims = {
+            "sub": str(user["id"]),
+            "ver": user["token_version"],
+            "jti": secrets.token_urlsafe(16),
+            "iat": now,
+            "exp": now + lifetime,
+        }
+        return jwt.encode(claims, self.settings.secret_key, algorithm=self.settings.jwt_algorithm), lifetime
+
+    def decode(self, token: str) -> Claims | None:
+        try:
+            data = jwt.decode(
+                token,
+                self.settings.secret_key,
+                algorithms=[self.settings.jwt_algorithm],  # never "none", never another family
+                options={"require": ["exp", "iat", "sub", "jti"]},
+            )
+            return Claims(
+                user_id=int(data["sub"]),
+                jti=str(data["jti"]),
+                version=int(data.get("ver", 0)),
+                expires_at=int(data["exp"]),
+            )
+        except (jwt.PyJWTError, ValueError, TypeError, KeyError):
+            return None
+
+    async def user_for_token(self, token: str) -> tuple[dict, Claims] | None:
+        """The active user a valid, unrevoked token names."""
+        claims = self.decode(token)
+        if claims is None or await self.cache.get(f"revoked:{claims.jti}") is not None:
+            return None
+        user = await User.select(*_USER_COLUMNS).where(User.id == claims.user_id).first().run()
+        if user is None or not user["is_active"] or user["token_version"] != claims.version:
+            return None
+        return user, claims
+
+    async def revoke(self, claims: Claims) -> None:
+        ttl = max(claims.expires_at - int(time.time()), 1)
+        await self.cache.set(f"revoked:{claims.jti}", b"1", expires_in=ttl)
+
+    # -- accounts ------------------------------------------------------------------------
+
+    async def register(self, username: str, password: str, *, admin: bool = False) -> dict:
+        check_username(username)
+        check_password(password)
+        if not admin and not self.settings.registration_open:
+            raise RegistrationClosed("registration is closed on this instance: ask an admin for an account")
+        if await _find(username) is not None:
+            raise Conflict("username: this name is taken, choose another", "username")
+        password_hash = await hash_password(password)
+        first = not await User.exists().run()
+        user = User(username=username, password_hash=password_hash, is_admin=admin or first)
+        await user.save().run()
+        return await User.select(*_USER_COLUMNS).where(User.id == user.id).first().run()
+
+    async def authenticate(self, username: str, password: str, client: str) -> dict:
+        """The user, or BadCredentials (same message, same cost, whether the name exists or not)."""
+        self.limiter.check(client, username)
+        row = None
+        if USERNAME.fullmatch(username) and len(password) <= PASSWORD_LENGTH[1]:
+            row = (
+                await User.select(*_USER_COLUMNS, User.password_hash).where(User.username.ilike(username)).first().run()
+            )
+        ok = await verify_password(row["password_hash"] if row else None, password[: PASSWORD_LENGTH[1]])
+        if not ok or row is None or not row["is_active"]:
+            self.limiter.failed(client, username)
+            raise BadCredentials(BAD_LOGIN)
+        self.limiter.succeeded(client, username)
+        row.pop("password_hash")
+        return row
+
+    async def change_password(self, user: dict, current: str, new: str) -> dict:
+        check_password(new, "new_password")
+        row = await User.select(User.password_hash).where(User.id == user["id"]).first().run()
+        if row is None or not await verify_password(row["password_hash"], current):
+            raise BadCredentials("current password: it is not right", "current_password")
+        new_hash = await hash_password(new)
+        await (
+            User.update({User.password_hash: new_hash, User.token_version: User.token_version + 1})
+            .where(User.id == user["id"])
+            .run()
+        )
+        return await User.select(*_USER_COLUMNS).where(User.id == user["id"]).first().run()
+
+
+async def _find(username: str) -> int | None:
+    """The id of the user with this name in any case (names are ASCII, so lower() is exact)."""
+    rows = await User.raw("SELECT id FROM users WHERE lower(username) = lower({})", username).run()
+    return rows[0]["id"] if rows else None
+
+
+class RateLimited(AuthError):
+    status_code = 429
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"too many login attempts: try again in {retry_after} s")
+        self.retry_after = retry_after
+
+
+class LoginLimiter:
+    """Failed logins per client address and per username, in a sliding window (per process).
+
+    The client address is the connection's peer, never X-Forwarded-For (see TRUSTED_PROXIES).
+    """
+
+    def __init__(self, per_client: int = 20, per_user: int = 5, window: float = 300.0) -> None:
+        self.limits = {"client": per_client, "user": per_user}
+        self.window = window
+        self._failures: dict[tuple[str, str], deque[float]] = {}
+
+    def _recent(self, key: tuple[str, str], now: float) -> deque[float]:
+        failures = self._failures.setdefault(key, deque())
+        while failures and failures[0] <= now - self.window:
+            failures.popleft()
+        return failures
+
+    def check(self, client: str, username: str) -> None:
+        now = time.monotonic()
+        for key in (("client", client), ("user", username.casefold())):
+            failures = self._recent(key, now)
+            if len(failures) >= self.limits[key[0]]:
+                raise RateLimited(int(failures[0] + self.window - now) + 1)
+
+    def failed(self, client: str, username: str) -> None:
+        now = time.monotonic()
+        for key in (("client", client), ("user", username.casefold())):
+            self._recent(key, now).append(now)
+        if len(self._failures) > 100_000:  # bounded: forget the oldest keys
+            for stale in list(self._failures)[:50_000]:
+                del self._failures[stale]
+
+    def succeeded(self, client: str, username: str) -> None:
+        self._failures.pop(("user", username.casefold()), None)

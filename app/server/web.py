@@ -1,0 +1,232 @@
+"""HTTP plumbing shared by every controller: who is asking (auth), how to answer (JSON, page
+or htmx partial), errors in the asker's format, CSRF and the security headers."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from litestar import Request, Response
+from litestar.connection import ASGIConnection
+from litestar.datastructures import Cookie
+from litestar.exceptions import HTTPException, NotAuthorizedException, PermissionDeniedException
+from litestar.handlers import BaseRouteHandler
+from litestar.response import Redirect, Template
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.lib.db import database_error_message
+from app.lib.settings import get_settings
+
+logger = logging.getLogger(__name__)
+
+SESSION_COOKIE = "shop_session"
+CSRF_COOKIE = "shop_csrf"
+CSRF_FIELD = "_csrf"
+CSRF_HEADER = "x-csrf-token"
+VARY = "Accept, HX-Request"
+JSON = "application/json"
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'self'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+SECURITY_HEADERS = [
+    (b"content-security-policy", CSP.encode()),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"same-origin"),
+    (b"x-frame-options", b"DENY"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+]
+
+
+# -- who is asking -----------------------------------------------------------------------
+
+
+def _token(scope: Scope) -> str | None:
+    connection = ASGIConnection(scope)
+    header = connection.headers.get("authorization", "")
+    if header[:7].lower() == "bearer ":
+        return header[7:].strip() or None
+    return connection.cookies.get(SESSION_COOKIE) or None
+
+
+class AuthMiddleware:
+    """Puts the signed-in user (a dict) or None in scope["user"], from the cookie or a Bearer token."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not scope["path"].startswith("/static/"):
+            from app.auth.deps import get_accounts
+
+            scope["user"], scope["auth"] = None, None
+            token = _token(scope)
+            if token:
+                found = await get_accounts().user_for_token(token)
+                if found is not None:
+                    scope["user"], scope["auth"] = found
+        await self.app(scope, receive, send)
+
+
+def requires_login(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+    if connection.scope.get("user") is None:
+        raise NotAuthorizedException("sign in first: send the token as `Authorization: Bearer ...` or log in")
+
+
+def requires_admin(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
+    requires_login(connection, handler)
+    if not connection.scope["user"]["is_admin"]:
+        raise PermissionDeniedException("this page is for admins")
+
+
+# -- how to answer -----------------------------------------------------------------------
+
+
+def is_htmx(request: ASGIConnection) -> bool:
+    headers = request.headers
+    return (
+        headers.get("hx-request") == "true"
+        and headers.get("hx-boosted") != "true"
+        and headers.get("hx-history-restore-request") != "true"
+    )
+
+
+def wants_json(request: ASGIConnection) -> bool:
+    """JSON unless the client prefers HTML (browsers) or is htmx; `*/*` (curl, scripts) gets JSON."""
+    if is_htmx(request):
+        return False
+    return request.accept.best_match([JSON, "text/html"], default=JSON) == JSON
+
+
+def answer(request: Request, body: bytes, page: str, partial: str, context: dict[str, Any]) -> Response:
+    """One result, three ways: JSON bytes as they are, the full page, or the htmx partial."""
+    headers = {"vary": VARY, "cache-control": "no-store"}
+    if wants_json(request):
+        return Response(content=body, media_type=JSON, headers=headers)
+    template = partial if is_htmx(request) else page
+    return Template(template_name=template, context=context, headers=headers)
+
+
+# -- CSRF --------------------------------------------------------------------------------
+
+
+def csrf_token(request: ASGIConnection) -> str:
+    """The token forms carry (and htmx sends as a header); set as a cookie on the way out if new."""
+    scope = request.scope
+    token = scope.get("csrf_token")
+    if token is None:
+        token = request.cookies.get(CSRF_COOKIE, "")
+        if len(token) != 43:
+            token = secrets.token_urlsafe(32)
+            scope["csrf_new"] = token
+        scope["csrf_token"] = token
+    return token
+
+
+async def check_csrf(request: Request) -> None:
+    """Unsafe form posts must echo the CSRF cookie (JSON bodies cannot be sent cross-site without CORS)."""
+    if request.method in {"GET", "HEAD", "OPTIONS"} or request.scope["path"].startswith("/admin"):
+        return
+    content_type = request.content_type[0]
+    if content_type == JSON:
+        return
+    cookie = request.cookies.get(CSRF_COOKIE, "")
+    sent = request.headers.get(CSRF_HEADER) or request.query_params.get(CSRF_FIELD)
+    if not sent and content_type in FORM_TYPES:
+        sent = (await request.form()).get(CSRF_FIELD)
+    if not cookie or not sent or not secrets.compare_digest(str(sent), cookie):
+        raise PermissionDeniedException(
+            "the form has expired or did not come from this site: reload the page and retry"
+        )
+
+
+# -- on every response -------------------------------------------------------------------
+
+
+async def before_send(message: Message, scope: Scope) -> None:
+    """Security headers on every response (pages, JSON, errors, static files, /admin) and the CSRF cookie."""
+    if message["type"] != "http.response.start":
+        return
+    headers = list(message.get("headers", []))
+    present = {name.lower() for name, _ in headers}
+    headers.extend(header for header in SECURITY_HEADERS if header[0] not in present)
+    new = scope.get("csrf_new")
+    if new:
+        cookie = Cookie(
+            key=CSRF_COOKIE, value=new, httponly=True, samesite="lax", secure=get_settings().cookie_secure, path="/"
+        )
+        headers.append((b"set-cookie", cookie.to_header(header="").strip().encode()))
+    message["headers"] = headers
+
+
+# -- errors in the asker's format --------------------------------------------------------
+
+
+def _safe_next(path: str) -> str:
+    """Only a local path may be a redirect target (no //host, no scheme)."""
+    parts = urlsplit(path)
+    if parts.scheme or parts.netloc or not path.startswith("/") or path.startswith("//") or "\\" in path:
+        return "/"
+    return path
+
+
+def login_redirect(request: Request) -> Response:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return Redirect(path=f"/login?next={quote(_safe_next(target), safe='')}", status_code=303)
+
+
+def error_response(request: Request, status: int, detail: str, extra: dict | None = None) -> Response:
+    headers = {"vary": VARY, "cache-control": "no-store", **(extra or {})}
+    if wants_json(request):
+        return Response(content={"status_code": status, "detail": detail}, status_code=status, headers=headers)
+    user = request.scope.get("user")
+    return Template(
+        template_name="error.html",
+        context={"status": status, "detail": detail, "user": user},
+        status_code=status,
+        headers=headers,
+    )
+
+
+def handle_exception(request: Request, error: Exception) -> Response:
+    from app.auth.service import AuthError, RateLimited
+    from app.metrics.analytics import InvalidParameter, MetricsError, UnknownCountry
+
+    if isinstance(error, NotAuthorizedException) and not wants_json(request):
+        if is_htmx(request):  # a partial cannot redirect the page: tell htmx to
+            return Response(content=b"", status_code=401, headers={"hx-redirect": "/login"})
+        return login_redirect(request)
+    if isinstance(error, UnknownCountry):
+        return error_response(request, 404, str(error))
+    if isinstance(error, InvalidParameter | MetricsError):
+        return error_response(request, 400, str(error))
+    if isinstance(error, RateLimited):
+        return error_response(request, 429, str(error), {"retry-after": str(error.retry_after)})
+    if isinstance(error, AuthError):
+        return error_response(request, error.status_code, str(error))
+    if isinstance(error, HTTPException):
+        detail = error.detail
+        if error.status_code == 400 and getattr(error, "extra", None):
+            detail = _validation_detail(error)
+        headers = dict(error.headers or {})
+        return error_response(request, error.status_code, detail, headers)
+    message = database_error_message(error)
+    if message is not None:
+        logger.error("database unavailable on %s %s: %s", request.method, request.url.path, message)
+        return error_response(request, 503, "the database is unavailable; try again in a moment", {"retry-after": "5"})
+    logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=error)
+    return error_response(request, 500, "something went wrong on our side; it has been logged")
+
+
+def _validation_detail(error: HTTPException) -> str:
+    problems = []
+    for item in error.extra or []:  # type: ignore[union-attr]
+        if isinstance(item, dict):
+            key = item.get("key") or "parameter"
+            problems.append(f"{key}: {item.get('message', 'invalid')}")
+    return "; ".join(problems) or str(error.detail)
