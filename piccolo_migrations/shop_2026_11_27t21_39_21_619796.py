@@ -8,9 +8,7 @@ DESCRIPTION = "users.token_version: a password change revokes older tokens"
 
 
 async def forwards():
-    manager = MigrationManager(
-        migration_id=ID, app_name="shop", description=DESCRIPTION
-    )
+    manager = MigrationManager(migration_id=ID, app_name="shop", description=DESCRIPTION)
 
     manager.add_column(
         table_class_name="User",

@@ -15,29 +15,21 @@ import pytest
 from app import create_app
 from app.ingest.service import import_file
 from tests.conftest import ROOT, cli_env
-from tests.test_reader import GOOD, KAGGLE_HEADER, write
 
 pytestmark = pytest.mark.usefixtures("empty_db")
 
 
-async def test_home_page_shows_the_empty_state_then_the_loaded_data(tmp_path: Path) -> None:
+async def test_static_assets_are_vendored(tmp_path: Path) -> None:
     app = create_app()
-    async with app.lifespan(), httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
-        page = await client.get("/")
-        assert page.status_code == 200
-        assert "No transactions are loaded yet" in page.text
-        assert "uv run litestar data import" in page.text
-
-        await import_file(write(tmp_path / "small.csv", [KAGGLE_HEADER, *GOOD]))
-        page = await client.get("/")
-        assert "<strong>4</strong> transactions loaded, dataset version 1" in page.text
-        assert "small.csv" in page.text
-        assert "doi:10.24432/C5BW33" in page.text  # the data set is cited where it is shown
-
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
         css = await client.get("/static/app.css")
         assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
         htmx = await client.get("/static/htmx.min.js")
         assert htmx.status_code == 200 and 'version:"2.0.' in htmx.text
+        chart = await client.get("/static/uplot.min.js")
+        assert chart.status_code == 200 and "uPlot" in chart.text
+        login = await client.get("/login", headers={"accept": "text/html"})
+        assert "doi:10.24432/C5BW33" in login.text  # the data set is cited where figures are shown
 
 
 def free_port() -> int:
@@ -65,11 +57,17 @@ async def test_litestar_run_serves_a_fresh_embedded_instance(tmp_path: Path) -> 
             while True:
                 assert server.poll() is None, server.communicate()[0]
                 try:
-                    page = await client.get(f"http://127.0.0.1:{port}/")
+                    page = await client.get(f"http://127.0.0.1:{port}/", headers={"accept": "text/html"})
                     break
                 except httpx.TransportError:
                     assert time.monotonic() < deadline, "the server did not answer within 60 s"
                     await asyncio.sleep(0.2)
+            assert page.status_code == 303 and page.headers["location"] == "/login?next=%2F"
+            base = f"http://127.0.0.1:{port}"
+            account = {"username": "newcomer", "password": "first account"}
+            assert (await client.post(f"{base}/auth/register", json=account)).status_code == 201
+            token = (await client.post(f"{base}/auth/login", json=account)).json()["access_token"]
+            page = await client.get(f"{base}/", headers={"accept": "text/html", "authorization": f"Bearer {token}"})
         assert page.status_code == 200 and "No transactions are loaded yet" in page.text
         assert (data_dir / "shop.sqlite3").exists()
         assert (data_dir / "secret_key").exists()

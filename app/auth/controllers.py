@@ -8,7 +8,7 @@ import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import Cookie
 from litestar.exceptions import HTTPException
-from litestar.params import Parameter
+from litestar.params import QueryParameter
 from litestar.response import Redirect, Template
 
 from app.auth.deps import get_accounts
@@ -75,7 +75,7 @@ class AuthController(Controller):
     tags = ["auth"]  # noqa: RUF012
 
     @get("/login", include_in_schema=False)
-    async def login_page(self, request: Request, next_: Annotated[str, Parameter(query="next")] = "/") -> Response:
+    async def login_page(self, request: Request, next_: Annotated[str, QueryParameter(name="next")] = "/") -> Response:
         if request.scope.get("user"):
             return Redirect(path=_safe_next(next_))
         return form_page(request, "login.html", 200, next=_safe_next(next_), username="")
@@ -160,7 +160,12 @@ class AuthController(Controller):
             return user_out(user)
         return form_page(request, "account.html", 200)  # type: ignore[return-value]
 
-    @post("/users/me/password", guards=[requires_login], summary="Change your password (revokes your other tokens)")
+    @post(
+        "/users/me/password",
+        status_code=200,
+        guards=[requires_login],
+        summary="Change your password (revokes your other tokens)",
+    )
     async def change_password(self, request: Request) -> TokenOut:
         await check_csrf(request)
         accounts = get_accounts()

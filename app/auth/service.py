@@ -171,9 +171,9 @@ class Accounts:
         self.limiter.check(client, username)
         row = None
         if USERNAME.fullmatch(username) and len(password) <= PASSWORD_LENGTH[1]:
-            row = (
-                await User.select(*_USER_COLUMNS, User.password_hash).where(User.username.ilike(username)).first().run()
-            )
+            found = await _find(username)
+            if found is not None:
+                row = await User.select(*_USER_COLUMNS, User.password_hash).where(User.id == found).first().run()
         ok = await verify_password(row["password_hash"] if row else None, password[: PASSWORD_LENGTH[1]])
         if not ok or row is None or not row["is_active"]:
             self.limiter.failed(client, username)

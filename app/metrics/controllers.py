@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, Response, get
-from litestar.params import Parameter
+from litestar.params import FromPath, QueryParameter
 from litestar.response import Template
 
 from app.ingest.service import current_version
@@ -23,16 +23,16 @@ from app.server.web import answer, is_htmx, requires_login
 
 MAX_TEXT = 100
 
-Start = Annotated[str | None, Parameter(query="start", description="First day, ISO date (YYYY-MM-DD), inclusive")]
-End = Annotated[str | None, Parameter(query="end", description="Last day, ISO date (YYYY-MM-DD), inclusive")]
-Country = Annotated[str | None, Parameter(query="country", description="One country, any case")]
-Freq = Annotated[str, Parameter(query="freq", description="day, week, month or year")]
-By = Annotated[str, Parameter(query="by", description="revenue, units_sold, orders or customers")]
-Limit = Annotated[int, Parameter(query="limit", description="1 to 100")]
-Order = Annotated[str, Parameter(query="order", description="desc or asc")]
-PageNo = Annotated[int, Parameter(query="page", description="1 or more")]
-Size = Annotated[int, Parameter(query="size", description="1 to 500")]
-Q = Annotated[str | None, Parameter(query="q", description="Search in invoice, stock code and description")]
+Start = Annotated[str | None, QueryParameter(description="First day, ISO date (YYYY-MM-DD), inclusive")]
+End = Annotated[str | None, QueryParameter(description="Last day, ISO date (YYYY-MM-DD), inclusive")]
+Country = Annotated[str | None, QueryParameter(description="One country, any case")]
+Freq = Annotated[str, QueryParameter(description="day, week, month or year")]
+By = Annotated[str, QueryParameter(description="revenue, units_sold, orders or customers")]
+Limit = Annotated[int, QueryParameter(description="1 to 100")]
+Order = Annotated[str, QueryParameter(description="desc or asc")]
+PageNo = Annotated[int, QueryParameter(description="1 or more")]
+Size = Annotated[int, QueryParameter(description="1 to 500")]
+Q = Annotated[str | None, QueryParameter(description="Search in invoice, stock code and description")]
 
 ERRORS = {
     400: "A parameter is invalid (the detail says which and why)",
@@ -135,7 +135,9 @@ class MetricsController(Controller):
         return answer(request, body, "metrics/top_countries.html", "partials/top_countries.html", context)  # type: ignore[return-value]
 
     @get("/top-countries/{country_name:str}", summary="One country: KPIs, rank, monthly series, top products")
-    async def country(self, request: Request, country_name: str, start: Start = None, end: End = None) -> CountryDetail:
+    async def country(
+        self, request: Request, country_name: FromPath[str], start: Start = None, end: End = None
+    ) -> CountryDetail:
         name = _text("country_name", country_name) or ""
         filters = make_filters(start, end, None)
         body = await get_metrics_service().country(name, filters)

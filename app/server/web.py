@@ -133,8 +133,12 @@ async def check_csrf(request: Request) -> None:
     if request.method in {"GET", "HEAD", "OPTIONS"} or request.scope["path"].startswith("/admin"):
         return
     content_type = request.content_type[0]
-    if content_type == JSON:
-        return
+    if content_type not in (JSON, *FORM_TYPES) and (content_type or request.headers.get("content-length", "0") != "0"):
+        raise HTTPException(
+            status_code=415, detail="send JSON (Content-Type: application/json) or a form, not " + content_type
+        )
+    if content_type == JSON or request.headers.get("authorization"):
+        return  # neither can be sent by another site's form without CORS
     cookie = request.cookies.get(CSRF_COOKIE, "")
     sent = request.headers.get(CSRF_HEADER) or request.query_params.get(CSRF_FIELD)
     if not sent and content_type in FORM_TYPES:

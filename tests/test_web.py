@@ -1,0 +1,364 @@
+"""The web app over HTTP (in-process ASGI): accounts, the three answer modes, errors, security."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+import jwt
+import msgspec
+import pytest
+
+from app import create_app
+from app.ingest.service import import_file
+from app.lib.settings import get_settings
+from tests import small_data
+
+pytestmark = pytest.mark.usefixtures("empty_db")
+
+HTML = {"accept": "text/html,application/xhtml+xml"}
+HTMX = {"hx-request": "true", "accept": "*/*"}
+JSON_HEADERS = {"accept": "application/json"}
+
+
+@pytest.fixture
+async def client():
+    from app.auth.deps import get_accounts
+    from app.auth.tables import User
+
+    await User.delete(force=True).run()
+    get_accounts.cache_clear()  # a fresh login rate limiter per test
+    app = create_app()
+    # no lifespan here: pytest-asyncio tears fixtures down in another task than anyio's
+    # scope was entered in; the schema is ready (conftest) and the app needs nothing else.
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+        yield http
+
+
+@pytest.fixture
+async def small(tmp_path: Path) -> None:
+    (tmp_path / "first.csv").write_text(small_data.FIRST)
+    await import_file(tmp_path / "first.csv")
+
+
+async def register(client: httpx.AsyncClient, username: str = "alice", password: str = "correct horse") -> dict:
+    response = await client.post("/auth/register", json={"username": username, "password": password})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+async def login(client: httpx.AsyncClient, username: str = "alice", password: str = "correct horse") -> str:
+    response = await client.post("/auth/login", json={"username": username, "password": password})
+    assert response.status_code == 200, response.text
+    return response.json()["access_token"]
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {token}"}
+
+
+async def browser_login(client: httpx.AsyncClient, username: str = "alice", password: str = "correct horse") -> None:
+    page = await client.get("/login", headers=HTML)
+    csrf = client.cookies.get("shop_csrf")
+    assert csrf and f'value="{csrf}"' in page.text
+    response = await client.post(
+        "/auth/login", data={"username": username, "password": password, "_csrf": csrf, "next": "/"}, headers=HTML
+    )
+    assert response.status_code == 303, response.text
+
+
+# -- accounts ------------------------------------------------------------------------------
+
+
+async def test_register_login_and_me_as_json(client):
+    first = await register(client)
+    assert set(first) == {"id", "username", "is_admin", "created_at"}
+    assert (first["username"], first["is_admin"]) == ("alice", True)  # the first account is the admin
+    second = await register(client, "bob.b-2")
+    assert second["is_admin"] is False
+
+    login_answer = (await client.post("/auth/login", json={"username": "alice", "password": "correct horse"})).json()
+    assert login_answer["token_type"] == "bearer" and login_answer["user"] == first
+    me = await client.get("/users/me", headers=bearer(login_answer["access_token"]))
+    assert me.status_code == 200 and me.json() == first
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "words"),
+    [
+        ({"username": "al", "password": "long enough"}, 400, "username"),
+        ({"username": "a" * 31, "password": "long enough"}, 400, "username"),
+        ({"username": "al ice", "password": "long enough"}, 400, "username"),
+        ({"username": "alice", "password": "short"}, 400, "8 to 1024"),
+        ({"username": "alice", "password": "x" * 1025}, 400, "8 to 1024"),
+        ({"username": "ALICE", "password": "long enough"}, 409, "taken"),
+        ({"username": "carol"}, 400, "password"),
+    ],
+)
+async def test_registration_refuses_bad_input_with_a_clear_message(client, body, status, words):
+    await register(client)
+    response = await client.post("/auth/register", json=body)
+    assert response.status_code == status
+    assert words in response.json()["detail"]
+
+
+async def test_json_endpoints_refuse_other_content_types(client):
+    response = await client.post(
+        "/auth/login",
+        content=b'{"username": "alice", "password": "correct horse"}',
+        headers={"content-type": "text/plain"},
+    )
+    assert response.status_code == 415
+
+
+async def test_unknown_user_and_wrong_password_get_the_same_answer(client):
+    await register(client)
+    wrong = await client.post("/auth/login", json={"username": "alice", "password": "not the one"})
+    unknown = await client.post("/auth/login", json={"username": "mallory", "password": "not the one"})
+    assert wrong.status_code == unknown.status_code == 401
+    assert wrong.json() == unknown.json() == {"status_code": 401, "detail": "wrong username or password"}
+
+
+async def test_login_is_rate_limited_per_username_even_from_rotating_addresses(client):
+    await register(client)
+    for i in range(5):
+        response = await client.post(
+            "/auth/login",
+            json={"username": "alice", "password": "wrong!!!"},
+            headers={"x-forwarded-for": f"10.0.0.{i}"},
+        )
+        assert response.status_code == 401
+    blocked = await client.post(
+        "/auth/login", json={"username": "alice", "password": "correct horse"}, headers={"x-forwarded-for": "10.9.9.9"}
+    )
+    assert blocked.status_code == 429
+    assert int(blocked.headers["retry-after"]) > 0
+    assert "too many login attempts" in blocked.json()["detail"]
+
+
+async def test_bad_tokens_are_refused(client):
+    user = await register(client)
+    good = await login(client)
+    settings = get_settings()
+    now = int(time.time())
+    claims = {"sub": str(user["id"]), "ver": 0, "jti": "x", "iat": now, "exp": now + 600}
+    expired = jwt.encode({**claims, "iat": now - 7200, "exp": now - 3600}, settings.secret_key, algorithm="HS256")
+    wrong_secret = jwt.encode(claims, "another secret of at least thirty-two chars", algorithm="HS256")
+    none_alg = jwt.encode(claims, None, algorithm="none")
+    head, _payload, signature = good.split(".")
+    forged = jwt.encode({**claims, "sub": "999"}, "x" * 32, algorithm="HS256").split(".")[1]
+    tampered = f"{head}.{forged}.{signature}"
+    for token in [expired, wrong_secret, none_alg, tampered, "garbage", good + "x"]:
+        response = await client.get("/users/me", headers=bearer(token))
+        assert response.status_code == 401, token
+    assert (await client.get("/users/me", headers=bearer(good))).status_code == 200
+
+
+async def test_logout_revokes_the_token_and_clears_the_cookie(client):
+    await register(client)
+    token = await login(client)
+    response = await client.post(
+        "/auth/logout", headers={**bearer(token), "content-type": "application/json"}, content=b"{}"
+    )
+    assert response.status_code == 200
+    assert 'shop_session=""' in response.headers["set-cookie"] or "shop_session=;" in response.headers["set-cookie"]
+    assert (await client.get("/users/me", headers=bearer(token))).status_code == 401  # a copied token stops working
+
+
+async def test_a_password_change_revokes_the_other_tokens(client):
+    await register(client)
+    other = await login(client)
+    mine = await login(client)
+    response = await client.post(
+        "/users/me/password",
+        json={"current_password": "correct horse", "new_password": "battery staple"},
+        headers=bearer(mine),
+    )
+    assert response.status_code == 200
+    fresh = response.json()["access_token"]
+    assert (await client.get("/users/me", headers=bearer(other))).status_code == 401
+    assert (await client.get("/users/me", headers=bearer(fresh))).status_code == 200
+    assert (
+        await client.post("/auth/login", json={"username": "alice", "password": "correct horse"})
+    ).status_code == 401
+    wrong = await client.post(
+        "/users/me/password", json={"current_password": "nope nope", "new_password": "whatever1"}, headers=bearer(fresh)
+    )
+    assert wrong.status_code == 401 and "current password" in wrong.json()["detail"]
+
+
+async def test_browser_login_sets_a_safe_cookie_and_needs_the_csrf_token(client):
+    await register(client)
+    await client.get("/login", headers=HTML)
+    csrf = client.cookies.get("shop_csrf")
+    refused = await client.post("/auth/login", data={"username": "alice", "password": "correct horse"}, headers=HTML)
+    assert refused.status_code == 403 and "reload the page" in refused.text
+    response = await client.post(
+        "/auth/login",
+        data={"username": "alice", "password": "correct horse", "_csrf": csrf, "next": "/metrics/page"},
+        headers=HTML,
+    )
+    assert response.status_code == 303 and response.headers["location"] == "/metrics/page"
+    cookie = response.headers["set-cookie"]
+    assert "shop_session=" in cookie and "HttpOnly" in cookie and "SameSite=lax" in cookie and "Path=/" in cookie
+    assert "Secure" not in cookie  # COOKIE_SECURE=false by default (plain http on a laptop)
+    me = await client.get("/users/me", headers=HTML)
+    assert me.status_code == 200 and "Change your password" in me.text
+
+
+async def test_a_wrong_password_in_the_form_shows_the_error_inline(client):
+    await register(client)
+    await client.get("/login", headers=HTML)
+    csrf = client.cookies.get("shop_csrf")
+    page = await client.post(
+        "/auth/login", data={"username": "alice", "password": "nope nope", "_csrf": csrf}, headers=HTML
+    )
+    assert page.status_code == 401 and "wrong username or password" in page.text and 'value="alice"' in page.text
+    partial = await client.post(
+        "/auth/login", data={"username": "alice", "password": "nope nope", "_csrf": csrf}, headers={**HTMX}
+    )
+    assert partial.status_code == 200 and "wrong username or password" in partial.text  # htmx swaps 200s only
+
+
+async def test_anonymous_browsers_go_to_login_and_come_back(client):
+    response = await client.get("/metrics/page?q=mug", headers=HTML)
+    assert response.status_code == 303
+    assert response.headers["location"] == "/login?next=%2Fmetrics%2Fpage%3Fq%3Dmug"
+    api = await client.get("/metrics/kpis")
+    assert api.status_code == 401 and "sign in" in api.json()["detail"]
+    page = await client.get("/login?next=//evil.example/x", headers=HTML)
+    assert 'name="next" value="/"' in page.text  # no open redirect
+    page = await client.get("/login?next=https://evil.example/", headers=HTML)
+    assert 'name="next" value="/"' in page.text
+
+
+# -- metrics in three modes ----------------------------------------------------------------
+
+
+async def test_kpis_as_json_page_and_partial(client, small):
+    await register(client)
+    token = await login(client)
+    as_json = await client.get("/metrics/kpis", headers={**bearer(token), **JSON_HEADERS})
+    assert as_json.status_code == 200 and as_json.json() == small_data.FIRST_KPIS
+    assert as_json.headers["vary"] == "Accept, HX-Request"
+    page = await client.get("/metrics/kpis", headers={**bearer(token), **HTML})
+    assert page.status_code == 200 and page.text.startswith("<!doctype html>")
+    assert "£25.83" in page.text and "£8.61" in page.text
+    partial = await client.get("/metrics/kpis", headers={**bearer(token), **HTMX})
+    assert partial.status_code == 200 and "<html" not in partial.text and 'id="kpis"' in partial.text
+    assert "£25.83" in partial.text
+
+
+async def test_every_metric_endpoint_in_every_mode(client, small):
+    await register(client)
+    token = await login(client)
+    endpoints = {
+        "/metrics/series?freq=month": ("points", "Revenue by month"),
+        "/metrics/top-countries?by=orders": ("items", "Top countries by orders"),
+        "/metrics/top-countries/germany": ("top_products", "RED MUG"),
+        "/metrics/page?q=mug&size=1": ("items", "RED MUG"),
+    }
+    for path, (field, text) in endpoints.items():
+        as_json = await client.get(path, headers=bearer(token))  # */* gets JSON
+        assert as_json.status_code == 200 and field in as_json.json(), path
+        page = await client.get(path, headers={**bearer(token), **HTML})
+        assert page.status_code == 200 and "<!doctype html>" in page.text and text in page.text, path
+        partial = await client.get(path, headers={**bearer(token), **HTMX})
+        assert partial.status_code == 200 and "<html" not in partial.text and text in partial.text, path
+    series = (await client.get("/metrics/series", headers=bearer(token))).json()
+    assert series["points"] == small_data.FIRST_MONTHS
+    page = (await client.get("/metrics/page?q=mug&size=1&page=2", headers=bearer(token))).json()
+    assert (page["total"], page["pages"], page["items"][0]["invoice_no"]) == (2, 2, "100002")
+
+
+async def test_bad_parameters_are_4xx_in_the_askers_format(client, small):
+    await register(client)
+    token = await login(client)
+    cases = [
+        ("/metrics/kpis?start=2011-02-01&end=2011-01-01", 400, "after"),
+        ("/metrics/kpis?start=yesterday", 400, "YYYY-MM-DD"),
+        ("/metrics/kpis?country=Atlantis", 404, "Atlantis"),
+        ("/metrics/kpis?country=%00", 400, "NUL"),
+        ("/metrics/page?q=" + "x" * 101, 400, "too long"),
+        ("/metrics/series?freq=hour", 400, "freq"),
+        ("/metrics/top-countries?limit=0", 400, "limit"),
+        ("/metrics/top-countries?limit=ten", 400, "limit"),
+        ("/metrics/page?size=501", 400, "size"),
+        ("/metrics/page?page=0", 400, "page"),
+        ("/metrics/top-countries/Narnia", 404, "Narnia"),
+        ("/nowhere", 404, ""),
+    ]
+    for path, status, words in cases:
+        as_json = await client.get(path, headers=bearer(token))
+        assert as_json.status_code == status, (path, as_json.text)
+        assert words in as_json.json()["detail"], path
+        page = await client.get(path, headers={**bearer(token), **HTML})
+        assert page.status_code == status and "<!doctype html>" in page.text, path
+    past = await client.get("/metrics/page?page=99", headers=bearer(token))
+    assert past.status_code == 200 and past.json()["items"] == []
+
+
+async def test_the_dashboard_for_a_signed_in_browser(client, small):
+    await register(client)
+    await browser_login(client)
+    page = await client.get("/?freq=week&by=customers&country=germany", headers=HTML)
+    assert page.status_code == 200
+    text = page.text
+    assert "£17.50" in text  # Germany's revenue
+    assert "Revenue by week" in text and "Top countries by customers" in text
+    assert 'data-chart="' in text and "doi:10.24432/C5BW33" in text
+    assert "alice" in text and 'action="/auth/logout"' in text
+    partial = await client.get("/?freq=day", headers=HTMX)
+    assert "<html" not in partial.text and 'id="dashboard"' in partial.text
+
+
+async def test_the_dashboard_without_data_says_what_to_do(client):
+    await register(client)
+    await browser_login(client)
+    page = await client.get("/", headers=HTML)
+    assert page.status_code == 200 and "No transactions are loaded yet" in page.text
+    assert "uv run litestar data import" in page.text
+
+
+# -- security headers ----------------------------------------------------------------------
+
+
+async def test_security_headers_on_pages_errors_and_static_files(client):
+    for path in ["/login", "/nowhere", "/static/app.css", "/metrics/kpis"]:
+        response = await client.get(path, headers=HTML)
+        csp = response.headers["content-security-policy"]
+        assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp and "unsafe" not in csp, path
+        assert response.headers["x-content-type-options"] == "nosniff", path
+        assert response.headers["referrer-policy"] == "same-origin", path
+
+
+async def test_logging_out_from_the_browser(client, small):
+    await register(client)
+    await browser_login(client)
+    csrf = client.cookies.get("shop_csrf")
+    response = await client.post("/auth/logout", data={"_csrf": csrf}, headers=HTML)
+    assert response.status_code == 303 and response.headers["location"] == "/login"
+    assert '"cache"' in response.headers["clear-site-data"]
+    assert (await client.get("/", headers=HTML)).status_code == 303
+
+
+def test_openapi_describes_the_json(tmp_path):
+    app = create_app()
+    schema = app.openapi_schema.to_schema()
+    paths = schema["paths"]
+    for path in [
+        "/auth/register",
+        "/auth/login",
+        "/auth/logout",
+        "/users/me",
+        "/metrics/kpis",
+        "/metrics/series",
+        "/metrics/top-countries",
+        "/metrics/top-countries/{country_name}",
+        "/metrics/page",
+    ]:
+        assert path in paths, path
+    kpis = schema["components"]["schemas"]["Kpis"]["properties"]
+    assert {"revenue", "units_sold", "orders", "customers", "average_order_value"} <= set(kpis)
+    assert msgspec.json.encode(schema)
