@@ -16,7 +16,7 @@
       legend: { show: false },
       cursor: { y: false },
       scales: { x: { time: true } },
-      axes: [{}, { size: 70, values: function (u, vals) { return vals.map(money); } }],
+      axes: [{}, { size: 86, values: function (u, vals) { return vals.map(money); } }],
       series: [{}, { label: "Revenue", stroke: "#2f5bd3", fill: "rgba(47, 91, 211, 0.12)", width: 2, points: { show: data.x.length < 60 } }],
     };
     var chart = new uPlot(opts, [data.x, data.y], el);

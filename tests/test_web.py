@@ -264,8 +264,10 @@ async def test_every_metric_endpoint_in_every_mode(client, small):
         assert as_json.status_code == 200 and field in as_json.json(), path
         page = await client.get(path, headers={**bearer(token), **HTML})
         assert page.status_code == 200 and "<!doctype html>" in page.text and text in page.text, path
+        assert page.headers["content-type"].startswith("text/html"), path
         partial = await client.get(path, headers={**bearer(token), **HTMX})
         assert partial.status_code == 200 and "<html" not in partial.text and text in partial.text, path
+        assert partial.headers["content-type"].startswith("text/html"), path
     series = (await client.get("/metrics/series", headers=bearer(token))).json()
     assert series["points"] == small_data.FIRST_MONTHS
     page = (await client.get("/metrics/page?q=mug&size=1&page=2", headers=bearer(token))).json()
@@ -295,6 +297,7 @@ async def test_bad_parameters_are_4xx_in_the_askers_format(client, small):
         assert words in as_json.json()["detail"], path
         page = await client.get(path, headers={**bearer(token), **HTML})
         assert page.status_code == status and "<!doctype html>" in page.text, path
+        assert page.headers["content-type"].startswith("text/html"), path
     past = await client.get("/metrics/page?page=99", headers=bearer(token))
     assert past.status_code == 200 and past.json()["items"] == []
 

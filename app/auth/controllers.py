@@ -66,9 +66,17 @@ def client_of(request: Request) -> str:
 def form_page(request: Request, template: str, status: int, **context: Any) -> Template:
     """A form again with its error; 200 for htmx (it does not swap 4xx), the real status otherwise."""
     context.setdefault("user", request.scope.get("user"))
+    status = 200 if is_htmx(request) else status
     return Template(
-        template_name=template, context=context, status_code=200 if is_htmx(request) else status, headers=NO_STORE
+        template_name=template, context=context, status_code=status, headers=NO_STORE, media_type="text/html"
     )
+
+
+def go_to(request: Request, path: str) -> Response:
+    """After a form: a 303 for a plain browser post, an HX-Redirect (a full page load) for htmx."""
+    if is_htmx(request):
+        return Response(content=b"", headers={**NO_STORE, "hx-redirect": path})
+    return Redirect(path=path, status_code=303, headers=NO_STORE)
 
 
 class AuthController(Controller):
@@ -101,7 +109,7 @@ class AuthController(Controller):
             )
         if form:  # signed in straight away
             token, lifetime = accounts.issue(user)
-            response = Redirect(path="/", status_code=303, headers=NO_STORE)
+            response = go_to(request, "/")
             response.set_cookie(session_cookie(token, lifetime))
             return response  # type: ignore[return-value]
         return user_out(user)
@@ -131,7 +139,7 @@ class AuthController(Controller):
             return page  # type: ignore[return-value]
         token, lifetime = accounts.issue(user)
         if form:
-            response = Redirect(path=_safe_next(str(raw.get("next") or "/")), status_code=303, headers=NO_STORE)
+            response = go_to(request, _safe_next(str(raw.get("next") or "/")))
             response.set_cookie(session_cookie(token, lifetime))
             return response  # type: ignore[return-value]
         return TokenOut(access_token=token, token_type="bearer", user=user_out(user), expires_in=lifetime)  # noqa: S106

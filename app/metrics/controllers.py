@@ -191,7 +191,8 @@ class DashboardController(Controller):
         filters = make_filters(start, end, country)
         headers = {"vary": "Accept, HX-Request", "cache-control": "no-store"}
         if await current_version() == 0:
-            return Template(template_name="empty.html", context=_context(request, filters), headers=headers)
+            context = _context(request, filters)
+            return Template(template_name="empty.html", context=context, headers=headers, media_type="text/html")
         if freq not in FREQS:
             raise InvalidParameter("freq", f"freq must be one of {', '.join(FREQS)}, not {freq!r}")
         if by not in RANK_BY:
@@ -208,4 +209,4 @@ class DashboardController(Controller):
             countries=await _countries(),
         )
         template = "partials/dashboard.html" if is_htmx(request) else "dashboard.html"
-        return Template(template_name=template, context=context, headers=headers)
+        return Template(template_name=template, context=context, headers=headers, media_type="text/html")

@@ -109,7 +109,7 @@ def answer(request: Request, body: bytes, page: str, partial: str, context: dict
     if wants_json(request):
         return Response(content=body, media_type=JSON, headers=headers)
     template = partial if is_htmx(request) else page
-    return Template(template_name=template, context=context, headers=headers)
+    return Template(template_name=template, context=context, headers=headers, media_type="text/html")
 
 
 # -- CSRF --------------------------------------------------------------------------------
@@ -194,6 +194,7 @@ def error_response(request: Request, status: int, detail: str, extra: dict | Non
         context={"status": status, "detail": detail, "user": user},
         status_code=status,
         headers=headers,
+        media_type="text/html",
     )
 
 
