@@ -7,4 +7,7 @@ from app.lib.settings import get_settings
 
 DB = make_engine(get_settings())
 
-APP_REGISTRY = AppRegistry(apps=["app.piccolo_app"])
+# Piccolo's users and sessions tables are only for piccolo-admin's sign-in (app/admin/piccolo.py).
+APP_REGISTRY = AppRegistry(
+    apps=["app.piccolo_app", "piccolo.apps.user.piccolo_app", "piccolo_api.session_auth.piccolo_app"]
+)

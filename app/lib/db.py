@@ -55,14 +55,19 @@ def engine() -> Engine:
 
 
 async def pending_migrations() -> list[str]:
-    """IDs of the migrations in piccolo_migrations/ that have not run yet."""
+    """IDs of the migrations of every registered app (ours in piccolo_migrations/) not run yet."""
     manager = BaseMigrationManager()
-    app_config = manager.get_app_config(APP_NAME)
-    known = manager.get_migration_ids(manager.get_migration_modules(app_config.resolved_migrations_folder_path))
+    known: dict[str, set[str]] = {}
+    for app_config in manager.get_app_registry().app_configs.values():
+        modules = manager.get_migration_modules(app_config.resolved_migrations_folder_path)
+        known[app_config.app_name] = set(manager.get_migration_ids(modules))
     if not await Migration.table_exists().run():
-        return sorted(known)
-    ran = await Migration.get_migrations_which_ran(app_name=APP_NAME)
-    return sorted(set(known) - set(ran))
+        return sorted(i for ids in known.values() for i in ids)
+    pending: list[str] = []
+    for app_name, ids in known.items():
+        ran = await Migration.get_migrations_which_ran(app_name=app_name)
+        pending.extend(ids - set(ran))
+    return sorted(pending)
 
 
 async def apply_migrations() -> list[str]:

@@ -36,6 +36,8 @@ class ApplicationCore(InitPluginProtocol, CLIPluginProtocol):
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
         from litestar.middleware import DefineMiddleware
 
+        from app.admin.controllers import DataController
+        from app.admin.piccolo import admin
         from app.auth.controllers import AuthController
         from app.metrics.controllers import DashboardController, MetricsController
         from app.server.templating import configure
@@ -46,6 +48,8 @@ class ApplicationCore(InitPluginProtocol, CLIPluginProtocol):
             [
                 AuthController,
                 DashboardController,
+                DataController,
+                admin,
                 MetricsController,
                 create_static_files_router(path="/static", directories=[ROOT / "static"], name="static"),
             ]

@@ -26,6 +26,7 @@ CSRF_COOKIE = "shop_csrf"
 CSRF_FIELD = "_csrf"
 CSRF_HEADER = "x-csrf-token"
 VARY = "Accept, HX-Request"
+NO_STORE_HEADERS = {"cache-control": "no-store", "vary": VARY}
 JSON = "application/json"
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
@@ -34,8 +35,10 @@ CSP = (
     "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'self'; "
     "form-action 'self'; frame-ancestors 'none'"
 )
+# piccolo-admin's interface (Vue + Font Awesome) injects <style> elements: inline styles, and only
+# styles, are allowed under /admin. Scripts stay 'self' only everywhere.
+ADMIN_CSP = CSP.replace("style-src 'self'", "style-src 'self' 'unsafe-inline'")
 SECURITY_HEADERS = [
-    (b"content-security-policy", CSP.encode()),
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"same-origin"),
     (b"x-frame-options", b"DENY"),
@@ -158,6 +161,10 @@ async def before_send(message: Message, scope: Scope) -> None:
         return
     headers = list(message.get("headers", []))
     present = {name.lower() for name, _ in headers}
+    path = scope.get("raw_path") or scope.get("path", "").encode()
+    csp = ADMIN_CSP if path.startswith(b"/admin") else CSP
+    if b"content-security-policy" not in present:
+        headers.append((b"content-security-policy", csp.encode()))
     headers.extend(header for header in SECURITY_HEADERS if header[0] not in present)
     new = scope.get("csrf_new")
     if new:
@@ -180,7 +187,9 @@ def _safe_next(path: str) -> str:
 
 
 def login_redirect(request: Request) -> Response:
-    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    raw = request.scope.get("raw_path")  # the path as asked, also under a mount (/admin)
+    path = raw.decode("latin-1") if raw else request.url.path
+    target = path + (f"?{request.url.query}" if request.url.query else "")
     return Redirect(path=f"/login?next={quote(_safe_next(target), safe='')}", status_code=303)
 
 

@@ -1,0 +1,117 @@
+"""piccolo-admin at /admin, for the app's admins only, without a second login.
+
+piccolo-admin authenticates with Piccolo's own users and sessions. For a signed-in app
+admin, this keeps a mirror Piccolo user (`app:<username>`, admin, random password nobody
+knows) and a session for it, and hands piccolo-admin that session's cookie on each
+request. The admin is read-only: data changes go through imports (which bump the dataset
+version the cached figures depend on); accounts through the app.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+
+from litestar import asgi
+from litestar.response import Redirect
+from litestar.types import Receive, Scope, Send
+from piccolo.apps.user.tables import BaseUser
+from piccolo_admin.endpoints import TableConfig, create_admin
+from piccolo_api.session_auth.tables import SessionsBase
+
+from app.auth.tables import User
+from app.ingest.tables import Import, Transaction
+from app.lib.settings import get_settings
+from app.server.web import requires_admin
+
+SESSION_COOKIE = "id"  # what piccolo-admin's session middleware reads
+SESSION_LIFETIME = timedelta(hours=1)
+
+_sessions: dict[int, tuple[str, datetime]] = {}
+
+
+@lru_cache(maxsize=1)
+def admin_app():  # type: ignore[no-untyped-def]
+    return create_admin(
+        tables=[
+            TableConfig(
+                Transaction,
+                visible_columns=[
+                    Transaction.id,
+                    Transaction.invoice_no,
+                    Transaction.stock_code,
+                    Transaction.description,
+                    Transaction.quantity,
+                    Transaction.invoice_date,
+                    Transaction.unit_price,
+                    Transaction.customer_id,
+                    Transaction.country,
+                ],
+            ),
+            Import,
+            TableConfig(
+                User, exclude_visible_columns=[User.password_hash], exclude_visible_filters=[User.password_hash]
+            ),
+        ],
+        auth_table=BaseUser,
+        session_table=SessionsBase,
+        session_expiry=SESSION_LIFETIME,
+        read_only=True,
+        production=get_settings().cookie_secure,
+        site_name="Shop analytics admin",
+        auto_include_related=False,
+    )
+
+
+async def _mirror_user(user: dict) -> int:
+    name = f"app:{user['username']}"
+    row = await BaseUser.select(BaseUser.id).where(BaseUser.username == name).first().run()
+    if row is not None:
+        await BaseUser.update({BaseUser.admin: True, BaseUser.active: True}).where(BaseUser.id == row["id"]).run()
+        return row["id"]
+    mirror = await BaseUser.create_user(
+        username=name,
+        password=secrets.token_urlsafe(32)[:100],
+        email=f"{user['id']}@admin.invalid",
+        admin=True,
+        superuser=False,
+        active=True,
+    )
+    return mirror.id
+
+
+async def session_token(user: dict) -> str:
+    """A live piccolo session for this app admin (created, or reused while it lasts)."""
+    cached = _sessions.get(user["id"])
+    now = datetime.now(UTC)
+    fresh = cached is not None and cached[1] > now + timedelta(minutes=5)
+    if fresh and await SessionsBase.get_user_id(cached[0]) is not None:  # type: ignore[index]
+        return cached[0]  # type: ignore[index]
+    mirror_id = await _mirror_user(user)
+    expiry = now + SESSION_LIFETIME
+    session = await SessionsBase.create_session(user_id=mirror_id, expiry_date=expiry.replace(tzinfo=None))
+    _sessions[user["id"]] = (session.token, expiry)
+    return session.token
+
+
+def _with_session_cookie(headers: list[tuple[bytes, bytes]], token: str) -> list[tuple[bytes, bytes]]:
+    cookies = [
+        part.strip()
+        for name, value in headers
+        if name == b"cookie"
+        for part in value.split(b";")
+        if part.strip() and not part.strip().startswith(SESSION_COOKIE.encode() + b"=")
+    ]
+    cookies.append(f"{SESSION_COOKIE}={token}".encode())
+    return [(n, v) for n, v in headers if n != b"cookie"] + [(b"cookie", b"; ".join(cookies))]
+
+
+@asgi("/admin", is_mount=True, copy_scope=True, guards=[requires_admin], include_in_schema=False)
+async def admin(scope: Scope, receive: Receive, send: Send) -> None:
+    if scope["path"] in {"", "/"} and not scope.get("raw_path", b"").endswith(b"/"):
+        await Redirect(path="/admin/", status_code=308).to_asgi_response(app=None, request=None)(scope, receive, send)  # type: ignore[arg-type]
+        return
+    token = await session_token(scope["user"])
+    scope = {**scope, "headers": _with_session_cookie(list(scope["headers"]), token)}  # type: ignore[typeddict-item]
+    await admin_app()(scope, receive, send)
