@@ -1,0 +1,139 @@
+"""Admin pages: who may see them, uploads (limits, gzip bombs, bad files), piccolo-admin without a second login."""
+
+from __future__ import annotations
+
+import gzip
+import io
+
+import httpx
+import pytest
+
+from app import create_app
+from app.admin.uploads import UploadRefused, save_upload
+from app.lib.settings import get_settings
+from tests import small_data
+from tests.test_web import HTML, bearer, browser_login, login, register
+
+pytestmark = pytest.mark.usefixtures("empty_db")
+
+
+@pytest.fixture
+async def client():
+    from app.auth.deps import get_accounts
+    from app.auth.tables import User
+
+    await User.delete(force=True).run()
+    get_accounts.cache_clear()
+    app = create_app()
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+        yield http
+
+
+async def upload(client: httpx.AsyncClient, name: str, content: bytes, **fields: str) -> httpx.Response:
+    csrf = client.cookies.get("shop_csrf")
+    return await client.post(
+        f"/data/upload?_csrf={csrf}", files={"file": (name, content)}, data={"_csrf": csrf, **fields}, headers=HTML
+    )
+
+
+async def test_admin_pages_are_for_admins_only(client):
+    await register(client)  # the first account: admin
+    await register(client, "bob")
+    bob = await login(client, "bob")
+    for path in ["/admin/", "/admin/api/tables/", "/data"]:
+        assert (await client.get(path, headers=bearer(bob))).status_code == 403, path
+        page = await client.get(path, headers={**bearer(bob), **HTML})
+        assert page.status_code == 403 and "Not allowed" in page.text, path
+        assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    anonymous = await client.get("/admin/", headers=HTML)
+    assert anonymous.status_code == 303 and anonymous.headers["location"] == "/login?next=%2Fadmin%2F"
+
+
+async def test_an_admin_signed_in_to_the_app_is_signed_in_to_piccolo_admin(client):
+    await register(client)
+    await browser_login(client)
+    index = await client.get("/admin/", headers=HTML)
+    assert index.status_code == 200 and '<div id="app">' in index.text
+    assert "script-src 'self'" in index.headers["content-security-policy"]
+    assert index.headers["x-content-type-options"] == "nosniff"
+    tables = await client.get("/admin/api/tables/")
+    assert tables.status_code == 200
+    assert set(tables.json()) >= {"transactions", "imports", "users"}
+    me = await client.get("/admin/api/user/")
+    assert me.status_code == 200 and me.json()["username"] == "app:alice"
+    users = await client.get("/admin/api/tables/users/")
+    assert users.status_code == 200
+    assert all("password_hash" not in row for row in users.json()["rows"])
+
+
+async def test_upload_imports_the_file_and_the_figures_follow(client):
+    await register(client)
+    await browser_login(client)
+    await client.get("/data", headers=HTML)
+    page = await upload(client, "first.csv", small_data.FIRST.encode())
+    assert page.status_code == 200, page.text
+    assert "Imported first.csv" in page.text and "6 rows" in page.text
+    kpis = await client.get("/metrics/kpis", headers={"accept": "application/json"})
+    assert kpis.json() == small_data.FIRST_KPIS
+    again = await upload(client, "copy.csv", small_data.FIRST.encode())
+    assert again.status_code == 409 and "already" in again.text
+    packed = await upload(client, "second.csv.gz", gzip.compress(small_data.SECOND.encode()))
+    assert packed.status_code == 200 and "Imported second.csv.gz" in packed.text
+    kpis = await client.get("/metrics/kpis", headers={"accept": "application/json"})
+    assert kpis.json() == small_data.SECOND_KPIS
+
+
+async def test_a_bad_upload_is_explained_and_changes_nothing(client):
+    await register(client)
+    await browser_login(client)
+    await client.get("/data", headers=HTML)
+    bad = small_data.FIRST + "100009,A1,RED MUG,many,1/3/2011 10:00,1.25,1,Germany\n"
+    page = await upload(client, "bad.csv", bad.encode())
+    assert page.status_code == 400 and "Rejected lines" in page.text and "many" in page.text
+    status = await client.get("/metrics/kpis", headers={"accept": "application/json"})
+    assert status.json()["orders"] == 0
+    skipped = await upload(client, "bad.csv", bad.encode(), skip_invalid="on")
+    assert skipped.status_code == 200 and "1 invalid lines skipped" in skipped.text
+    garbage = await upload(client, "x.csv", b"\x00\x01\x02 not a csv")
+    assert garbage.status_code == 400 and "alert" in garbage.text
+    no_csrf = await client.post("/data/upload", files={"file": ("a.csv", b"x")}, headers=HTML)
+    assert no_csrf.status_code == 403
+
+
+async def test_a_gzip_bomb_is_refused_early(client, monkeypatch):
+    await register(client)
+    await browser_login(client)
+    await client.get("/data", headers=HTML)
+    monkeypatch.setenv("MAX_UPLOAD_MB", "1")  # so a .gz may unpack to 10 MB
+    get_settings.cache_clear()
+    try:
+        bomb = gzip.compress(small_data.HEADER.encode() + b"0" * 200_000_000, compresslevel=9)
+        assert len(bomb) < 300_000
+        page = await upload(client, "bomb.csv.gz", bomb)
+        assert page.status_code == 413 and "unpacks to more than 10 MB" in page.text
+    finally:
+        monkeypatch.delenv("MAX_UPLOAD_MB")
+        get_settings.cache_clear()
+
+
+class Chunks:
+    def __init__(self, data: bytes) -> None:
+        self.stream = io.BytesIO(data)
+        self.reads = 0
+
+    async def read(self, size: int = -1) -> bytes:
+        self.reads += 1
+        return self.stream.read(size)
+
+
+async def test_save_upload_streams_and_caps(tmp_path):
+    plain = b"a,b\n" * 1000
+    assert (await save_upload(Chunks(plain), tmp_path / "p", 10_000, 10_000)).read_bytes() == plain
+    with pytest.raises(UploadRefused, match="larger than"):
+        await save_upload(Chunks(plain), tmp_path / "p", 100, 10_000)
+    packed = gzip.compress(plain)
+    assert (await save_upload(Chunks(packed), tmp_path / "g", 10_000, 10_000)).read_bytes() == plain
+    with pytest.raises(UploadRefused, match="unpacks to more than"):
+        await save_upload(Chunks(packed), tmp_path / "g", 10_000, 1_000)
+    with pytest.raises(UploadRefused, match="truncated"):
+        await save_upload(Chunks(packed[:-12]), tmp_path / "g", 10_000, 10_000)
