@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -203,3 +204,34 @@ def test_the_reject_file_may_not_overwrite_the_input_or_be_a_folder(tmp_path: Pa
     folder.mkdir()
     done = run_cli("data", "import", "--skip-invalid", str(path))
     assert one_error_line(done) == f"error: Is a directory: {folder}; nothing was written"
+
+
+async def test_users_create_admin(empty_db) -> None:
+    from app.auth.tables import User
+
+    await User.delete(force=True).run()
+    created = subprocess.run(
+        [str(Path(sys.executable).with_name("litestar")), "users", "create-admin", "root.admin", "--password-stdin"],
+        cwd=ROOT,
+        env=cli_env(),
+        input="a strong admin password\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert created.returncode == 0, created.stderr
+    assert "admin root.admin created" in created.stdout
+    again = run_cli("users", "create-admin", "ROOT.admin", "--password-stdin")
+    assert again.returncode == 1 and "exists already" in again.stderr and "--promote" in again.stderr
+    short = subprocess.run(
+        [str(Path(sys.executable).with_name("litestar")), "users", "create-admin", "other", "--password-stdin"],
+        cwd=ROOT,
+        env=cli_env(),
+        input="short\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert short.returncode == 1 and "8 to 1024" in short.stderr

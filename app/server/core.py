@@ -27,11 +27,13 @@ class ApplicationCore(InitPluginProtocol, CLIPluginProtocol):
         self.settings = settings
 
     def on_cli_init(self, cli: Group) -> None:
+        from app.auth.cli import register as register_users
         from app.ingest.cli import register as register_data
         from app.metrics.cli import register as register_metrics
 
         register_data(cli)
         register_metrics(cli)
+        register_users(cli)
 
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
         from litestar.middleware import DefineMiddleware
@@ -100,4 +102,8 @@ def build_app() -> Litestar:
         raise SystemExit(f"error: {error}") from None
     # `uv run litestar run` serves on PORT unless --port says otherwise.
     os.environ.setdefault("LITESTAR_PORT", str(settings.port))
+    # uvicorn believes X-Forwarded-For from 127.0.0.1 by default, which would let a local
+    # client pick its own address (and dodge the login limit). Behind a proxy, set
+    # FORWARDED_ALLOW_IPS to the proxy's address.
+    os.environ.setdefault("FORWARDED_ALLOW_IPS", "")
     return Litestar(plugins=[ApplicationCore(settings)])
