@@ -365,3 +365,21 @@ def test_openapi_describes_the_json(tmp_path):
     kpis = schema["components"]["schemas"]["Kpis"]["properties"]
     assert {"revenue", "units_sold", "orders", "customers", "average_order_value"} <= set(kpis)
     assert msgspec.json.encode(schema)
+
+
+async def test_registration_can_be_turned_off(client, monkeypatch):
+    from app.auth.deps import get_accounts
+
+    await register(client)
+    monkeypatch.setenv("REGISTRATION_OPEN", "false")
+    get_settings.cache_clear()
+    get_accounts.cache_clear()
+    try:
+        refused = await client.post("/auth/register", json={"username": "late", "password": "long enough"})
+        assert refused.status_code == 403 and "registration is closed" in refused.json()["detail"]
+        page = await client.get("/register", headers=HTML)
+        assert "Registration is closed" in page.text
+    finally:
+        monkeypatch.delenv("REGISTRATION_OPEN")
+        get_settings.cache_clear()
+        get_accounts.cache_clear()

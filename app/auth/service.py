@@ -15,6 +15,7 @@ import msgspec
 from app.auth.passwords import hash_password, verify_password
 from app.auth.tables import User
 from app.lib.cache import Cache
+from app.lib.db import postgres_pool
 from app.lib.settings import Settings
 
 USERNAME = re.compile(r"[A-Za-z0-9_.-]{3,30}")
@@ -95,6 +96,7 @@ def check_password(password: str, field: str = "password") -> str:
     return password
 
 
+_USER_BY_ID = "SELECT id, username, is_admin, is_active, created_at, token_version FROM users WHERE id = $1"
 _USER_COLUMNS = (User.id, User.username, User.is_admin, User.is_active, User.created_at, User.token_version)
 
 
@@ -142,7 +144,13 @@ class Accounts:
         claims = self.decode(token)
         if claims is None or await self.cache.get(f"revoked:{claims.jti}") is not None:
             return None
-        user = await User.select(*_USER_COLUMNS).where(User.id == claims.user_id).first().run()
+        pool = postgres_pool()
+        if pool is not None:
+            async with pool.acquire(timeout=5) as connection:
+                row = await connection.fetchrow(_USER_BY_ID, claims.user_id)
+            user = dict(row) if row else None
+        else:
+            user = await User.select(*_USER_COLUMNS).where(User.id == claims.user_id).first().run()
         if user is None or not user["is_active"] or user["token_version"] != claims.version:
             return None
         return user, claims

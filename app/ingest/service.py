@@ -40,7 +40,7 @@ from app.ingest.reader import (
     write_rejects_header,
 )
 from app.ingest.tables import Import, Transaction
-from app.lib.db import engine
+from app.lib.db import engine, postgres_pool
 
 REPORTED_REJECTS = 20  # lines shown in an error report
 LOAD_TIMEOUT = 3600  # seconds a PostgreSQL COPY (or the key rebuild after it) may take
@@ -443,12 +443,20 @@ async def dataset_status(limit: int = 50) -> DatasetStatus:
 async def dataset_tag() -> str:
     """Names the stored data: changes with every import, and also when the imports table is
     emptied or restored and versions start again (so a cached result can never be mistaken)."""
-    latest = (
-        await Import.select(Import.dataset_version, Import.started_at)
-        .order_by(Import.dataset_version, ascending=False)
-        .first()
-        .run()
-    )
+    pool = postgres_pool()
+    if pool is not None:
+        async with pool.acquire(timeout=5) as connection:
+            row = await connection.fetchrow(
+                "SELECT dataset_version, started_at FROM imports ORDER BY dataset_version DESC LIMIT 1"
+            )
+        latest = dict(row) if row else None
+    else:
+        latest = (
+            await Import.select(Import.dataset_version, Import.started_at)
+            .order_by(Import.dataset_version, ascending=False)
+            .first()
+            .run()
+        )
     if not latest:
         return "0"
     started = latest["started_at"]

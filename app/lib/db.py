@@ -44,6 +44,16 @@ def make_engine(settings: Settings) -> Engine:
     return SQLiteEngine(path=str(path), timeout=30)
 
 
+def postgres_pool() -> asyncpg.Pool | None:
+    """The running asyncpg pool of a PostgreSQL engine (web processes start one), else None.
+
+    The hottest reads (the dataset tag, the token's user) use it directly: Piccolo's query
+    building costs more than the query itself.
+    """
+    db = engine()
+    return getattr(db, "pool", None) if isinstance(db, PostgresEngine) else None
+
+
 def engine() -> Engine:
     """The engine piccolo_conf.py configured (one per process)."""
     from piccolo.engine.finder import engine_finder

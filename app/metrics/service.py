@@ -13,12 +13,14 @@ import asyncio
 import hashlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
 import msgspec
+from litestar.stores.redis import RedisStore
 
 from app.ingest.service import dataset_tag
 from app.lib.cache import Cache, close_cache, get_cache
@@ -36,6 +38,7 @@ DEFAULT_LIMIT = 10
 DEFAULT_ORDER = "desc"
 DEFAULT_PAGE = 1
 DEFAULT_SIZE = 50
+LOCAL_ENTRIES = 256  # answers kept in the process in front of the shared cache
 
 
 class RefreshReport(msgspec.Struct):
@@ -104,6 +107,9 @@ class MetricsService:
         self._tag = Batched(tag)
         self._dataset: Dataset | None = None
         self._loading = asyncio.Lock()
+        self._local: OrderedDict[str, bytes] = OrderedDict()
+        self._local_enabled = isinstance(cache.store, RedisStore)  # in-process already otherwise
+        self.local_hits = 0
         self.loads = 0  # frames read from the database
         self.computed = 0  # answers computed (not served from the cache)
 
@@ -143,15 +149,32 @@ class MetricsService:
     ) -> bytes:
         tag = await self.tag()
         key = cache_key(tag, view, **params)
+        # a small in-process copy in front of Redis: keys carry the dataset tag, so it is never stale
+        body = self._local.get(key) if self._local_enabled else None
+        if body is not None:
+            self._local.move_to_end(key)
+            self.local_hits += 1
+            return body
         body = await self.cache.get(key)
         if body is not None:
+            self._remember(key, body)
             return body
         dataset = await self.dataset(tag)
         body = await asyncio.to_thread(lambda: msgspec.json.encode(compute(dataset)))
         self.computed += 1
         # stored under the tag of the frame it came from, which may be newer than `tag`
-        await self.cache.set(cache_key(dataset.tag, view, **params), body, self.settings.cache_ttl_seconds)
+        key = cache_key(dataset.tag, view, **params)
+        self._remember(key, body)
+        await self.cache.set(key, body, self.settings.cache_ttl_seconds)
         return body
+
+    def _remember(self, key: str, body: bytes) -> None:
+        if not self._local_enabled:
+            return
+        self._local[key] = body
+        self._local.move_to_end(key)
+        while len(self._local) > LOCAL_ENTRIES:
+            self._local.popitem(last=False)
 
     async def kpis(self, filters: Filters) -> bytes:
         compute = partial(analytics.kpis, filters=filters, currency=self.settings.currency)
