@@ -135,6 +135,14 @@ def test_a_new_user_reads_the_figures(live_server, engine_name):
         assert page.locator("#lines tbody tr").first.inner_text() != first_row
         assert "CAKESTAND" in page.locator("#lines tbody").inner_text()
 
+        # a phone-width screen: the same dashboard, one column
+        page.set_viewport_size({"width": 390, "height": 844})
+        page.goto(f"{live_server}/")
+        expect(page.locator("#kpis")).to_contain_text("£10,655,622.48")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 400  # nothing wider than the screen
+        page.screenshot(path=str(ARTIFACTS / f"dashboard-phone-{engine_name}.png"), full_page=True)
+        page.set_viewport_size({"width": 1280, "height": 900})
+
         # log out: the dashboard is closed, and Back shows no figures
         page.click("text=Log out")
         expect(page).to_have_url(re.compile(r"/login$"))
