@@ -19,7 +19,7 @@ from app.lib.settings import get_settings
 from app.metrics.analytics import FREQS, RANK_BY, InvalidParameter
 from app.metrics.schemas import CountryDetail, Filters, Kpis, Page, Series, TopCountries
 from app.metrics.service import get_metrics_service
-from app.server.web import answer, is_htmx, requires_login
+from app.server.web import answer, is_htmx, requires_login, wants_json
 
 MAX_TEXT = 100
 
@@ -101,7 +101,10 @@ class MetricsController(Controller):
     async def kpis(self, request: Request, start: Start = None, end: End = None, country: Country = None) -> Kpis:
         filters = make_filters(start, end, country)
         body = await get_metrics_service().kpis(filters)
-        context = _context(request, filters, kpis=msgspec.json.decode(body, type=Kpis))
+
+        def context() -> dict[str, Any]:
+            return _context(request, filters, kpis=msgspec.json.decode(body, type=Kpis))
+
         return answer(request, body, "metrics/kpis.html", "partials/kpis.html", context)  # type: ignore[return-value]
 
     @get("/series", summary="Revenue, units and orders per day, week, month or year")
@@ -115,7 +118,10 @@ class MetricsController(Controller):
     ) -> Series:
         filters = make_filters(start, end, country)
         body = await get_metrics_service().series(filters, freq)
-        context = _context(request, filters, series=msgspec.json.decode(body, type=Series), freq=freq)
+
+        def context() -> dict[str, Any]:
+            return _context(request, filters, series=msgspec.json.decode(body, type=Series), freq=freq)
+
         return answer(request, body, "metrics/series.html", "partials/series.html", context)  # type: ignore[return-value]
 
     @get("/top-countries", summary="Countries ranked by revenue, units sold, orders or customers")
@@ -131,7 +137,10 @@ class MetricsController(Controller):
     ) -> TopCountries:
         filters = make_filters(start, end, country)
         body = await get_metrics_service().top_countries(filters, by, limit, order)
-        context = _context(request, filters, top=msgspec.json.decode(body, type=TopCountries), by=by)
+
+        def context() -> dict[str, Any]:
+            return _context(request, filters, top=msgspec.json.decode(body, type=TopCountries), by=by)
+
         return answer(request, body, "metrics/top_countries.html", "partials/top_countries.html", context)  # type: ignore[return-value]
 
     @get("/top-countries/{country_name:str}", summary="One country: KPIs, rank, monthly series, top products")
@@ -141,8 +150,10 @@ class MetricsController(Controller):
         name = _text("country_name", country_name) or ""
         filters = make_filters(start, end, None)
         body = await get_metrics_service().country(name, filters)
-        detail = msgspec.json.decode(body, type=CountryDetail)
-        context = _context(request, filters, detail=detail)
+
+        def context() -> dict[str, Any]:
+            return _context(request, filters, detail=msgspec.json.decode(body, type=CountryDetail))
+
         return answer(request, body, "metrics/country.html", "partials/country.html", context)  # type: ignore[return-value]
 
     @get("/page", summary="The sales lines in the filters, a page at a time")
@@ -159,17 +170,13 @@ class MetricsController(Controller):
         filters = make_filters(start, end, country)
         text = _text("q", q)
         body = await get_metrics_service().page(filters, text, page, size)
-        result = msgspec.json.decode(body, type=Page)
-        context = _context(
-            request,
-            filters,
-            page=result,
-            q=text or "",
-            size=size,
-            query=_query(filters, q=text, size=size if size != 50 else None),
-        )
-        if not is_htmx(request) and "application/json" not in request.headers.get("accept", ""):
-            context["countries"] = await _countries()
+        query = _query(filters, q=text, size=size if size != 50 else None)
+        countries = None if is_htmx(request) or wants_json(request) else await _countries()
+
+        def context() -> dict[str, Any]:
+            page_ = msgspec.json.decode(body, type=Page)
+            return _context(request, filters, page=page_, q=text or "", size=size, query=query, countries=countries)
+
         return answer(request, body, "metrics/page.html", "partials/page.html", context)  # type: ignore[return-value]
 
 

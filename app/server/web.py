@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -106,13 +107,16 @@ def wants_json(request: ASGIConnection) -> bool:
     return request.accept.best_match([JSON, "text/html"], default=JSON) == JSON
 
 
-def answer(request: Request, body: bytes, page: str, partial: str, context: dict[str, Any]) -> Response:
-    """One result, three ways: JSON bytes as they are, the full page, or the htmx partial."""
+def answer(request: Request, body: bytes, page: str, partial: str, context: Callable[[], dict[str, Any]]) -> Response:
+    """One result, three ways: JSON bytes as they are, the full page, or the htmx partial.
+
+    `context` is only called for HTML, so API clients never pay for decoding the answer.
+    """
     headers = {"vary": VARY, "cache-control": "no-store"}
     if wants_json(request):
         return Response(content=body, media_type=JSON, headers=headers)
     template = partial if is_htmx(request) else page
-    return Template(template_name=template, context=context, headers=headers, media_type="text/html")
+    return Template(template_name=template, context=context(), headers=headers, media_type="text/html")
 
 
 # -- CSRF --------------------------------------------------------------------------------
