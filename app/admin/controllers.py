@@ -90,6 +90,7 @@ class DataController(Controller):
         finally:
             await upload.close()
             shutil.rmtree(folder, ignore_errors=True)
+        get_metrics_service().forget_tag()  # this process sees the new data at once
         refresh = await queue_refresh()
         logger.info("upload imported by %s: %s", request.scope["user"]["username"], result.summary())
         return await self._page(request, 200, result=result, refresh_state=refresh)

@@ -20,7 +20,9 @@ from app.lib.settings import Settings
 
 USERNAME = re.compile(r"[A-Za-z0-9_.-]{3,30}")
 PASSWORD_LENGTH = (8, 1024)
-BAD_LOGIN = "wrong username or password"  # the same words for an unknown user and a wrong password
+BAD_LOGIN = "wrong username or password"
+TOKEN_MEMORY_SECONDS = 2.0
+TOKEN_MEMORY_ENTRIES = 10_000  # the same words for an unknown user and a wrong password
 
 
 class AuthError(Exception):
@@ -107,6 +109,7 @@ class Accounts:
         self.settings = settings
         self.cache = cache
         self.limiter = LoginLimiter()
+        self._recent: dict[str, tuple[float, tuple[dict, Claims]]] = {}
 
     # -- tokens --------------------------------------------------------------------------
 
@@ -140,7 +143,30 @@ class Accounts:
             return None
 
     async def user_for_token(self, token: str) -> tuple[dict, Claims] | None:
-        """The active user a valid, unrevoked token names."""
+        """The active user a valid, unrevoked token names.
+
+        A positive answer is kept in this process for TOKEN_MEMORY_SECONDS, so a busy client
+        costs no database or Redis read per request. Logout and password changes drop it here
+        at once; in other web processes a revoked token works for at most that long.
+        """
+        now = time.monotonic()
+        remembered = self._recent.get(token)
+        if remembered is not None and remembered[0] > now:
+            return remembered[1]
+        found = await self._check(token)
+        if found is not None:
+            if len(self._recent) >= TOKEN_MEMORY_ENTRIES:
+                self._recent.clear()
+            until = min(now + TOKEN_MEMORY_SECONDS, now + found[1].expires_at - time.time())
+            self._recent[token] = (until, found)
+        return found
+
+    def _forget(self, *, jti: str | None = None, user_id: int | None = None) -> None:
+        for token, (_, (user, claims)) in list(self._recent.items()):
+            if claims.jti == jti or user["id"] == user_id:
+                self._recent.pop(token, None)
+
+    async def _check(self, token: str) -> tuple[dict, Claims] | None:
         claims = self.decode(token)
         if claims is None or await self.cache.get(f"revoked:{claims.jti}") is not None:
             return None
@@ -156,6 +182,7 @@ class Accounts:
         return user, claims
 
     async def revoke(self, claims: Claims) -> None:
+        self._forget(jti=claims.jti)
         ttl = max(claims.expires_at - int(time.time()), 1)
         await self.cache.set(f"revoked:{claims.jti}", b"1", expires_in=ttl)
 
@@ -201,6 +228,7 @@ class Accounts:
             .where(User.id == user["id"])
             .run()
         )
+        self._forget(user_id=user["id"])
         return await User.select(*_USER_COLUMNS).where(User.id == user["id"]).first().run()
 
 

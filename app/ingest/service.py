@@ -146,6 +146,8 @@ async def import_file(
         async with transaction as tx:
             if postgres:
                 await tx.connection.execute("LOCK TABLE imports IN EXCLUSIVE MODE")  # one import at a time
+                # delivered at commit (and dropped on rollback): web processes re-read the dataset tag
+                await tx.connection.execute(f"NOTIFY {DATASET_CHANNEL}")
             if not replace:
                 await _refuse_duplicate(source)
             version = await current_version() + 1
@@ -438,6 +440,9 @@ async def dataset_status(limit: int = 50) -> DatasetStatus:
     imports = await Import.select().order_by(Import.id, ascending=False).limit(limit).run()
     version = await current_version()
     return DatasetStatus(version=version, transactions=await Transaction.count().run(), imports=imports)
+
+
+DATASET_CHANNEL = "shop_dataset"  # PostgreSQL NOTIFY channel of committed imports
 
 
 async def dataset_tag() -> str:

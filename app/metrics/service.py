@@ -107,6 +107,12 @@ class MetricsService:
         self._tag = Batched(tag)
         self._dataset: Dataset | None = None
         self._loading = asyncio.Lock()
+        self._known_tag: str | None = None
+        self._listening = False
+        self._listener: Any = None
+        self._lost: Any = None
+        self._relisten: asyncio.Task | None = None
+        self.tag_reads = 0
         self._local: OrderedDict[str, bytes] = OrderedDict()
         self._local_enabled = isinstance(cache.store, RedisStore)  # in-process already otherwise
         self.local_hits = 0
@@ -116,8 +122,54 @@ class MetricsService:
     # -- the frame ---------------------------------------------------------------------
 
     async def tag(self) -> str:
-        """The current dataset tag, read from the database."""
-        return await self._tag()
+        """The current dataset tag: read from the database, or, while this process listens to
+        PostgreSQL's import notifications, the last one read (re-read after each import)."""
+        if self._listening and self._known_tag is not None:
+            return self._known_tag
+        self.tag_reads += 1
+        tag = await self._tag()
+        if self._listening:
+            self._known_tag = tag
+        return tag
+
+    def forget_tag(self) -> None:
+        """An import committed: the next request reads the tag again."""
+        self._known_tag = None
+
+    async def listen(self, dsn: str) -> None:
+        """Follow imports through PostgreSQL LISTEN/NOTIFY, so requests need not read the tag.
+
+        If the listening connection is lost, every request reads the tag again until it is
+        back (tried every few seconds); a notification is never needed for correctness.
+        """
+        import asyncpg
+
+        from app.ingest.service import DATASET_CHANNEL
+
+        def notified(*_: object) -> None:
+            self.forget_tag()
+
+        def lost(*_: object) -> None:
+            self._listening = False
+            self._known_tag = None
+            logger.warning("lost the PostgreSQL connection that follows imports; reading the tag per request")
+            self._relisten = asyncio.get_running_loop().create_task(self._listen_again(dsn))
+
+        try:
+            connection = await asyncpg.connect(dsn, timeout=5)
+            await connection.add_listener(DATASET_CHANNEL, notified)
+        except (OSError, asyncpg.PostgresError, TimeoutError) as error:
+            logger.warning("cannot follow imports (%s); reading the tag per request", error)
+            self._relisten = asyncio.get_running_loop().create_task(self._listen_again(dsn))
+            return
+        connection.add_termination_listener(lost)
+        self._listener, self._lost = connection, lost
+        self._known_tag = None
+        self._listening = True
+
+    async def _listen_again(self, dsn: str) -> None:
+        await asyncio.sleep(5)
+        await self.listen(dsn)
 
     async def dataset(self, tag: str | None = None) -> Dataset:
         """The frame of the dataset `tag` (default: the current one), read once per version."""
@@ -263,7 +315,17 @@ class MetricsService:
         return msgspec.json.decode(body, type=RefreshReport) if body else None
 
     async def close(self) -> None:
+        await self.stop_listening()
         await self.cache.close()
+
+    async def stop_listening(self) -> None:
+        self._listening = False
+        if self._relisten is not None:
+            self._relisten.cancel()
+        if self._listener is not None:
+            listener, self._listener = self._listener, None
+            listener.remove_termination_listener(self._lost)  # a close on purpose is not a loss
+            await listener.close(timeout=2)
 
 
 def refresh_marker(tag: str) -> str:
@@ -284,5 +346,7 @@ def get_metrics_service() -> MetricsService:
 async def reset_metrics_service() -> None:
     """Close and forget the process's service (app shutdown, tests)."""
     global _service
+    if _service is not None:
+        await _service.stop_listening()
     _service = None
     await close_cache()

@@ -71,7 +71,10 @@ class ApplicationCore(InitPluginProtocol, CLIPluginProtocol):
         async def start() -> None:
             await prepare_schema(settings)
             if settings.is_postgres:
+                from app.metrics.service import get_metrics_service
+
                 await engine().start_connection_pool(min_size=1, max_size=10)
+                await get_metrics_service().listen(settings.database_url)
             if not settings.redis_url:
                 # Embedded: the in-process broker runs the refresh as a background task here.
                 from app.metrics.jobs import broker, refresh
