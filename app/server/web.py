@@ -77,13 +77,14 @@ class AuthMiddleware:
         await self.app(scope, receive, send)
 
 
-def requires_login(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+# Guards are coroutines: Litestar runs a plain function guard in a worker thread per request.
+async def requires_login(connection: ASGIConnection, _: BaseRouteHandler) -> None:
     if connection.scope.get("user") is None:
         raise NotAuthorizedException("sign in first: send the token as `Authorization: Bearer ...` or log in")
 
 
-def requires_admin(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
-    requires_login(connection, handler)
+async def requires_admin(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
+    await requires_login(connection, handler)
     if not connection.scope["user"]["is_admin"]:
         raise PermissionDeniedException("this page is for admins")
 
