@@ -6,6 +6,7 @@ or decoded into the same Structs for the full page or the htmx partial.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from datetime import date
 from typing import Annotated, Any
 
@@ -13,12 +14,12 @@ import msgspec
 from litestar import Controller, Request, Response, get
 from litestar.params import FromPath, QueryParameter
 from litestar.response import Template
+from markupsafe import Markup
 
-from app.ingest.service import current_version
 from app.lib.settings import get_settings
 from app.metrics.analytics import FREQS, RANK_BY, InvalidParameter
 from app.metrics.schemas import CountryDetail, Filters, Kpis, Page, Series, TopCountries
-from app.metrics.service import get_metrics_service
+from app.metrics.service import cache_key, get_metrics_service
 from app.server.web import answer, is_htmx, requires_login, wants_json
 
 MAX_TEXT = 100
@@ -197,23 +198,41 @@ class DashboardController(Controller):
     ) -> Response:
         filters = make_filters(start, end, country)
         headers = {"vary": "Accept, HX-Request", "cache-control": "no-store"}
-        if await current_version() == 0:
+        service = get_metrics_service()
+        if await service.tag() == "0":  # nothing imported yet
             context = _context(request, filters)
             return Template(template_name="empty.html", context=context, headers=headers, media_type="text/html")
         if freq not in FREQS:
             raise InvalidParameter("freq", f"freq must be one of {', '.join(FREQS)}, not {freq!r}")
         if by not in RANK_BY:
             raise InvalidParameter("by", f"by must be one of {', '.join(RANK_BY)}, not {by!r}")
-        service = get_metrics_service()
-        context = _context(
-            request,
-            filters,
-            kpis=msgspec.json.decode(await service.kpis(filters), type=Kpis),
-            series=msgspec.json.decode(await service.series(filters, freq), type=Series),
-            top=msgspec.json.decode(await service.top_countries(filters, by), type=TopCountries),
-            freq=freq,
-            by=by,
-            countries=await _countries(),
-        )
-        template = "partials/dashboard.html" if is_htmx(request) else "dashboard.html"
-        return Template(template_name=template, context=context, headers=headers, media_type="text/html")
+        # The dashboard's body holds no per-user content: rendered once per dataset version and
+        # view, then reused (the key carries the dataset tag, so it is never stale).
+        tag = await service.tag()
+        key = cache_key(tag, "dashboard.html", **{k: v or "" for k, v in _query(filters).items()}, freq=freq, by=by)
+        body = _RENDERED.get(key)
+        if body is None:
+            context = _context(
+                request,
+                filters,
+                kpis=msgspec.json.decode(await service.kpis(filters), type=Kpis),
+                series=msgspec.json.decode(await service.series(filters, freq), type=Series),
+                top=msgspec.json.decode(await service.top_countries(filters, by), type=TopCountries),
+                freq=freq,
+                by=by,
+                countries=await _countries(),
+            )
+            template = request.app.template_engine.get_template("partials/dashboard.html")
+            body = Markup(template.render(**context))  # noqa: S704 - an autoescaped Jinja render
+            _RENDERED[key] = body
+            while len(_RENDERED) > RENDERED_ENTRIES:
+                _RENDERED.popitem(last=False)
+        _RENDERED.move_to_end(key)
+        if is_htmx(request):
+            return Response(content=str(body), media_type="text/html", headers=headers)
+        context = {"user": request.scope.get("user"), "dashboard": body}
+        return Template(template_name="dashboard.html", context=context, headers=headers, media_type="text/html")
+
+
+RENDERED_ENTRIES = 64
+_RENDERED: OrderedDict[str, Markup] = OrderedDict()

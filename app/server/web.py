@@ -51,11 +51,17 @@ SECURITY_HEADERS = [
 
 
 def _token(scope: Scope) -> str | None:
-    connection = ASGIConnection(scope)
-    header = connection.headers.get("authorization", "")
-    if header[:7].lower() == "bearer ":
-        return header[7:].strip() or None
-    return connection.cookies.get(SESSION_COOKIE) or None
+    """The Bearer token, else the session cookie (read from the raw headers: this runs on every request)."""
+    cookie_header = b""
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            if value[:7].lower() == b"bearer ":
+                return value[7:].strip().decode("latin-1") or None
+        elif name == b"cookie":
+            cookie_header = value
+    if SESSION_COOKIE.encode() not in cookie_header:
+        return None
+    return ASGIConnection(scope).cookies.get(SESSION_COOKIE) or None
 
 
 class AuthMiddleware:
@@ -105,6 +111,9 @@ def wants_json(request: ASGIConnection) -> bool:
     """JSON unless the client prefers HTML (browsers) or is htmx; `*/*` (curl, scripts) gets JSON."""
     if is_htmx(request):
         return False
+    accept = request.headers.get("accept", "")
+    if "text/html" not in accept:  # JSON, */* or nothing: the common API-client cases, decided cheaply
+        return True
     return request.accept.best_match([JSON, "text/html"], default=JSON) == JSON
 
 
