@@ -225,8 +225,12 @@ async def test_anonymous_browsers_go_to_login_and_come_back(client):
     response = await client.get("/metrics/page?q=mug", headers=HTML)
     assert response.status_code == 303
     assert response.headers["location"] == "/login?next=%2Fmetrics%2Fpage%3Fq%3Dmug"
-    api = await client.get("/metrics/kpis")
-    assert api.status_code == 401 and "sign in" in api.json()["detail"]
+    for path in ["/metrics/kpis", "/metrics/series", "/metrics/top-countries", "/metrics/top-countries/EIRE",
+                 "/metrics/page", "/", "/users/me", "/data"]:  # fmt: skip
+        api = await client.get(path)
+        assert api.status_code == 401 and "sign in" in api.json()["detail"], path
+        page = await client.get(path, headers=HTML)
+        assert page.status_code == 303 and page.headers["location"].startswith("/login?next="), path
     page = await client.get("/login?next=//evil.example/x", headers=HTML)
     assert 'name="next" value="/"' in page.text  # no open redirect
     page = await client.get("/login?next=https://evil.example/", headers=HTML)
