@@ -366,6 +366,12 @@ def test_openapi_describes_the_json(tmp_path):
         "/metrics/page",
     ]:
         assert path in paths, path
+    assert schema["info"]["title"] == "Shop analytics API"
+    assert schema["components"]["securitySchemes"]["BearerToken"]["scheme"] == "bearer"
+    operation = paths["/metrics/kpis"]["get"]
+    assert {"200", "400", "401", "404", "503"} <= set(operation["responses"])
+    assert operation["security"] == [{"BearerToken": []}]
+    assert {"401", "429"} <= set(paths["/auth/login"]["post"]["responses"])
     kpis = schema["components"]["schemas"]["Kpis"]["properties"]
     assert {"revenue", "units_sold", "orders", "customers", "average_order_value"} <= set(kpis)
     assert msgspec.json.encode(schema)
@@ -387,3 +393,13 @@ async def test_registration_can_be_turned_off(client, monkeypatch):
         monkeypatch.delenv("REGISTRATION_OPEN")
         get_settings.cache_clear()
         get_accounts.cache_clear()
+
+
+async def test_the_api_documentation_works_offline(client):
+    page = await client.get("/schema", headers=HTML)
+    assert page.status_code == 200 and "<redoc spec-url='/schema/openapi.json'" in page.text
+    assert "/static/redoc.standalone.js" in page.text and "cdn" not in page.text
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    spec = await client.get("/schema/openapi.json")
+    assert spec.status_code == 200 and "/metrics/kpis" in spec.json()["paths"]
+    assert (await client.get("/static/redoc.standalone.js")).status_code == 200

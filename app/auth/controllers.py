@@ -14,6 +14,7 @@ from litestar.response import Redirect, Template
 from app.auth.deps import get_accounts
 from app.auth.service import AuthError, Credentials, PasswordChange, RateLimited, TokenOut, UserOut, user_out
 from app.lib.settings import get_settings
+from app.server.openapi import BEARER, errors
 from app.server.web import (
     FORM_TYPES,
     JSON,
@@ -92,7 +93,12 @@ class AuthController(Controller):
     async def register_page(self, request: Request) -> Template:
         return form_page(request, "register.html", 200, username="", open=get_settings().registration_open)
 
-    @post("/auth/register", status_code=201, summary="Create an account (the first one becomes admin)")
+    @post(
+        "/auth/register",
+        status_code=201,
+        summary="Create an account (the first one becomes admin)",
+        responses=errors(400, 403, 409, 415, 503),
+    )
     async def register(self, request: Request) -> UserOut:
         await check_csrf(request)
         accounts = get_accounts()
@@ -114,7 +120,12 @@ class AuthController(Controller):
             return response  # type: ignore[return-value]
         return user_out(user)
 
-    @post("/auth/login", status_code=200, summary="Log in: a token for scripts, a cookie for browsers")
+    @post(
+        "/auth/login",
+        status_code=200,
+        summary="Log in: a token for scripts, a cookie for browsers",
+        responses=errors(400, 401, 403, 415, 429, 503),
+    )
     async def login(self, request: Request) -> TokenOut:
         await check_csrf(request)
         accounts = get_accounts()
@@ -144,7 +155,13 @@ class AuthController(Controller):
             return response  # type: ignore[return-value]
         return TokenOut(access_token=token, token_type="bearer", user=user_out(user), expires_in=lifetime)  # noqa: S106
 
-    @post("/auth/logout", status_code=200, summary="Log out: the token stops working, the cookie is cleared")
+    @post(
+        "/auth/logout",
+        status_code=200,
+        summary="Log out: the token stops working, the cookie is cleared",
+        responses=errors(403, 415),
+        security=BEARER,
+    )
     async def logout(self, request: Request) -> Response:
         await check_csrf(request)
         claims = request.scope.get("auth")
@@ -161,7 +178,7 @@ class AuthController(Controller):
         response.set_cookie(session_cookie(None, 0))
         return response
 
-    @get("/users/me", guards=[requires_login], summary="The signed-in user")
+    @get("/users/me", guards=[requires_login], summary="The signed-in user", responses=errors(401), security=BEARER)
     async def me(self, request: Request) -> UserOut:
         user = request.scope["user"]
         if wants_json(request):
@@ -173,6 +190,8 @@ class AuthController(Controller):
         status_code=200,
         guards=[requires_login],
         summary="Change your password (revokes your other tokens)",
+        responses=errors(400, 401, 403, 415, 503),
+        security=BEARER,
     )
     async def change_password(self, request: Request) -> TokenOut:
         await check_csrf(request)

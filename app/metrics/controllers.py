@@ -20,6 +20,7 @@ from app.lib.settings import get_settings
 from app.metrics.analytics import FREQS, RANK_BY, InvalidParameter
 from app.metrics.schemas import CountryDetail, Filters, Kpis, Page, Series, TopCountries
 from app.metrics.service import cache_key, get_metrics_service
+from app.server.openapi import BEARER, errors
 from app.server.web import answer, is_htmx, signed_in, wants_json
 
 MAX_TEXT = 100
@@ -35,12 +36,8 @@ PageNo = Annotated[int, QueryParameter(description="1 or more")]
 Size = Annotated[int, QueryParameter(description="1 to 500")]
 Q = Annotated[str | None, QueryParameter(description="Search in invoice, stock code and description")]
 
-ERRORS = {
-    400: "A parameter is invalid (the detail says which and why)",
-    401: "Not signed in",
-    404: "Unknown country",
-    503: "The database is unavailable",
-}
+ERRORS = errors(400, 401, 503)
+COUNTRY_ERRORS = errors(400, 401, 404, 503)
 
 
 def _text(name: str, value: str | None) -> str | None:
@@ -97,7 +94,7 @@ class MetricsController(Controller):
     path = "/metrics"
     tags = ["metrics"]  # noqa: RUF012
 
-    @get("/kpis", summary="KPIs of the sales lines in the filters")
+    @get("/kpis", summary="KPIs of the sales lines in the filters", responses=COUNTRY_ERRORS, security=BEARER)
     async def kpis(self, request: Request, start: Start = None, end: End = None, country: Country = None) -> Kpis:
         signed_in(request)
         filters = make_filters(start, end, country)
@@ -108,7 +105,12 @@ class MetricsController(Controller):
 
         return answer(request, body, "metrics/kpis.html", "partials/kpis.html", context)  # type: ignore[return-value]
 
-    @get("/series", summary="Revenue, units and orders per day, week, month or year")
+    @get(
+        "/series",
+        summary="Revenue, units and orders per day, week, month or year",
+        responses=COUNTRY_ERRORS,
+        security=BEARER,
+    )
     async def series(
         self,
         request: Request,
@@ -126,7 +128,12 @@ class MetricsController(Controller):
 
         return answer(request, body, "metrics/series.html", "partials/series.html", context)  # type: ignore[return-value]
 
-    @get("/top-countries", summary="Countries ranked by revenue, units sold, orders or customers")
+    @get(
+        "/top-countries",
+        summary="Countries ranked by revenue, units sold, orders or customers",
+        responses=COUNTRY_ERRORS,
+        security=BEARER,
+    )
     async def top_countries(
         self,
         request: Request,
@@ -146,7 +153,12 @@ class MetricsController(Controller):
 
         return answer(request, body, "metrics/top_countries.html", "partials/top_countries.html", context)  # type: ignore[return-value]
 
-    @get("/top-countries/{country_name:str}", summary="One country: KPIs, rank, monthly series, top products")
+    @get(
+        "/top-countries/{country_name:str}",
+        summary="One country: KPIs, rank, monthly series, top products",
+        responses=COUNTRY_ERRORS,
+        security=BEARER,
+    )
     async def country(
         self, request: Request, country_name: FromPath[str], start: Start = None, end: End = None
     ) -> CountryDetail:
@@ -160,7 +172,12 @@ class MetricsController(Controller):
 
         return answer(request, body, "metrics/country.html", "partials/country.html", context)  # type: ignore[return-value]
 
-    @get("/page", summary="The sales lines in the filters, a page at a time")
+    @get(
+        "/page",
+        summary="The sales lines in the filters, a page at a time",
+        responses=COUNTRY_ERRORS,
+        security=BEARER,
+    )
     async def page(
         self,
         request: Request,

@@ -42,6 +42,7 @@ class ApplicationCore(InitPluginProtocol, CLIPluginProtocol):
         from app.admin.piccolo import admin
         from app.auth.controllers import AuthController
         from app.metrics.controllers import DashboardController, MetricsController
+        from app.server.openapi import openapi_config
         from app.server.templating import configure
         from app.server.web import AuthMiddleware, before_send, handle_exception
 
@@ -59,6 +60,7 @@ class ApplicationCore(InitPluginProtocol, CLIPluginProtocol):
         app_config.middleware.insert(0, DefineMiddleware(AuthMiddleware))
         app_config.exception_handlers[Exception] = handle_exception
         app_config.before_send.append(before_send)
+        app_config.openapi_config = openapi_config()
         app_config.template_config = TemplateConfig(
             directory=ROOT / "templates", engine=JinjaTemplateEngine, engine_callback=configure
         )

@@ -36,8 +36,8 @@ CSP = (
     "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'self'; "
     "form-action 'self'; frame-ancestors 'none'"
 )
-# piccolo-admin's interface (Vue + Font Awesome) injects <style> elements: inline styles, and only
-# styles, are allowed under /admin. Scripts stay 'self' only everywhere.
+# piccolo-admin's interface (Vue + Font Awesome) and Redoc (/schema) inject <style> elements: inline
+# styles, and only styles, are allowed there. Scripts stay 'self' only everywhere.
 ADMIN_CSP = CSP.replace("style-src 'self'", "style-src 'self' 'unsafe-inline'")
 SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
@@ -185,7 +185,7 @@ async def before_send(message: Message, scope: Scope) -> None:
     headers = list(message.get("headers", []))
     present = {name.lower() for name, _ in headers}
     path = scope.get("raw_path") or scope.get("path", "").encode()
-    csp = ADMIN_CSP if path.startswith(b"/admin") else CSP
+    csp = ADMIN_CSP if path.startswith((b"/admin", b"/schema")) else CSP
     if b"content-security-policy" not in present:
         headers.append((b"content-security-policy", csp.encode()))
     headers.extend(header for header in SECURITY_HEADERS if header[0] not in present)
