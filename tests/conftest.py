@@ -10,11 +10,14 @@ they skip with the reason, except under CI=1, where they fail.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -180,3 +183,37 @@ def redis_server(tmp_path: Path):
     if server.process is not None:
         server.resume()
     server.stop()
+
+
+@contextlib.contextmanager
+def live_server(log_dir: Path):
+    """`litestar run` on a free port against the database under test; yields (process, base URL)."""
+    import httpx
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    litestar = Path(sys.executable).with_name("litestar")
+    log_path = log_dir / "server.log"
+    with log_path.open("w") as log:
+        server = subprocess.Popen(
+            [str(litestar), "run", "--port", str(port)], cwd=ROOT, env=cli_env(), stdout=log, stderr=subprocess.STDOUT
+        )
+        try:
+            base = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 60
+            while True:
+                assert server.poll() is None, log_path.read_text()
+                try:
+                    httpx.get(f"{base}/login", timeout=2)
+                    break
+                except httpx.TransportError:
+                    assert time.monotonic() < deadline, "the server did not start within 60 s"
+                    time.sleep(0.2)
+            yield server, base
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                server.kill()

@@ -7,16 +7,12 @@ from __future__ import annotations
 
 import os
 import re
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.conftest import ROOT, cli_env
+from tests.conftest import ROOT, live_server
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = ROOT / "artifacts"
@@ -34,40 +30,18 @@ def _chromium() -> str:
 
 
 @pytest.fixture
-async def live_server(data_csv_gz, tmp_path) -> Iterator[str]:
+async def server_with_data(data_csv_gz, tmp_path) -> Iterator[str]:
     from app.auth.tables import User
     from app.ingest.service import import_file
 
     await User.delete(force=True).run()
     await import_file(data_csv_gz, replace=True)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    litestar = Path(os.environ.get("VIRTUAL_ENV", ROOT / ".venv")) / "bin" / "litestar"
-    log = (tmp_path / "server.log").open("w")
-    server = subprocess.Popen(
-        [str(litestar), "run", "--port", str(port)], cwd=ROOT, env=cli_env(), stdout=log, stderr=subprocess.STDOUT
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        assert server.poll() is None, (tmp_path / "server.log").read_text()
-        try:
-            httpx.get(f"{base}/login", timeout=2)
-            break
-        except httpx.TransportError:
-            assert time.monotonic() < deadline, "the server did not start within 60 s"
-            time.sleep(0.2)
-    yield base
-    server.terminate()
-    try:
-        server.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        server.kill()
-    log.close()
+    with live_server(tmp_path) as (_, base):
+        yield base
 
 
-def test_a_new_user_reads_the_figures(live_server, engine_name):
+def test_a_new_user_reads_the_figures(server_with_data, engine_name):
+    live_server = server_with_data
     from playwright.sync_api import expect, sync_playwright
 
     executable = _chromium()

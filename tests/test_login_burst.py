@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
-import subprocess
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import ROOT, cli_env
+from tests.conftest import live_server
 
 pytestmark = pytest.mark.usefixtures("empty_db")
 
@@ -29,26 +25,8 @@ async def test_forty_concurrent_logins_stay_within_memory(tmp_path):
     from app.auth.tables import User
 
     await User.delete(force=True).run()
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    litestar = Path(os.environ.get("VIRTUAL_ENV", ROOT / ".venv")) / "bin" / "litestar"
-    log = (tmp_path / "server.log").open("w")
-    server = subprocess.Popen(
-        [str(litestar), "run", "--port", str(port)], cwd=ROOT, env=cli_env(), stdout=log, stderr=subprocess.STDOUT
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
+    with live_server(tmp_path) as (server, base):
         async with httpx.AsyncClient(base_url=base, timeout=120) as client:
-            deadline = time.monotonic() + 60
-            while True:
-                assert server.poll() is None, (tmp_path / "server.log").read_text()
-                try:
-                    await client.get("/login")
-                    break
-                except httpx.TransportError:
-                    assert time.monotonic() < deadline
-                    await asyncio.sleep(0.2)
             accounts = [{"username": f"user{i}", "password": f"password number {i}"} for i in range(8)]
             for account in accounts:
                 assert (await client.post("/auth/register", json=account)).status_code == 201
@@ -59,7 +37,3 @@ async def test_forty_concurrent_logins_stay_within_memory(tmp_path):
         assert [a.status_code for a in answers] == [200] * 40
         # argon2id takes 64 MiB per hash; unbounded, 40 at once took 2.1 GB (DESIGN.md)
         assert after - before < 300, f"peak RSS grew from {before:.0f} to {after:.0f} MB"
-    finally:
-        server.terminate()
-        server.wait(timeout=15)
-        log.close()

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 
 import click
 
-from app.lib.db import SchemaOutOfDate, database_error_message, prepare_schema
-from app.lib.settings import get_settings
+from app.lib.cli import run_command
 
 
 def register(cli: click.Group) -> None:
@@ -25,12 +23,11 @@ def register(cli: click.Group) -> None:
     def create_admin(username: str, password_stdin: bool, promote: bool) -> None:
         """Create the admin account USERNAME; asks for its password (8 to 1024 characters)."""
         from app.auth.deps import get_accounts
-        from app.auth.service import AuthError, Conflict, _find
+        from app.auth.service import AuthError, Conflict, find_user_id
         from app.auth.tables import User
 
         async def main() -> str:
-            await prepare_schema(get_settings())
-            existing = await _find(username)
+            existing = await find_user_id(username)
             if existing is not None:
                 if not promote:
                     raise Conflict(f"{username!r} exists already: add --promote to make it an admin")
@@ -43,14 +40,4 @@ def register(cli: click.Group) -> None:
             user = await get_accounts().register(username, password, admin=True)
             return f"admin {user['username']} created (id {user['id']})"
 
-        try:
-            click.echo(asyncio.run(main()))
-        except (AuthError, SchemaOutOfDate) as error:
-            click.echo(f"error: {error}", err=True)
-            sys.exit(1)
-        except Exception as error:
-            message = database_error_message(error)
-            if message is None:
-                raise
-            click.echo(f"error: {message}", err=True)
-            sys.exit(1)
+        click.echo(run_command(main, known=(AuthError,)))

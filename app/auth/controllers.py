@@ -20,10 +20,10 @@ from app.server.web import (
     JSON,
     SESSION_COOKIE,
     VARY,
-    _safe_next,
     check_csrf,
     is_htmx,
     requires_login,
+    safe_next,
     wants_json,
 )
 
@@ -86,8 +86,8 @@ class AuthController(Controller):
     @get("/login", include_in_schema=False)
     async def login_page(self, request: Request, next_: Annotated[str, QueryParameter(name="next")] = "/") -> Response:
         if request.scope.get("user"):
-            return Redirect(path=_safe_next(next_))
-        return form_page(request, "login.html", 200, next=_safe_next(next_), username="")
+            return Redirect(path=safe_next(next_))
+        return form_page(request, "login.html", 200, next=safe_next(next_), username="")
 
     @get("/register", include_in_schema=False)
     async def register_page(self, request: Request) -> Template:
@@ -143,14 +143,14 @@ class AuthController(Controller):
                 error.status_code,
                 error=str(error),
                 username=raw.get("username", ""),
-                next=_safe_next(str(raw.get("next") or "/")),
+                next=safe_next(str(raw.get("next") or "/")),
             )
             if isinstance(error, RateLimited):
                 page.headers["retry-after"] = str(error.retry_after)
             return page  # type: ignore[return-value]
         token, lifetime = accounts.issue(user)
         if form:
-            response = go_to(request, _safe_next(str(raw.get("next") or "/")))
+            response = go_to(request, safe_next(str(raw.get("next") or "/")))
             response.set_cookie(session_cookie(token, lifetime))
             return response  # type: ignore[return-value]
         return TokenOut(access_token=token, token_type="bearer", user=user_out(user), expires_in=lifetime)  # noqa: S106

@@ -193,7 +193,7 @@ class Accounts:
         check_password(password)
         if not admin and not self.settings.registration_open:
             raise RegistrationClosed("registration is closed on this instance: ask an admin for an account")
-        if await _find(username) is not None:
+        if await find_user_id(username) is not None:
             raise Conflict("username: this name is taken, choose another", "username")
         password_hash = await hash_password(password)
         first = not await User.exists().run()
@@ -206,7 +206,7 @@ class Accounts:
         self.limiter.check(client, username)
         row = None
         if USERNAME.fullmatch(username) and len(password) <= PASSWORD_LENGTH[1]:
-            found = await _find(username)
+            found = await find_user_id(username)
             if found is not None:
                 row = await User.select(*_USER_COLUMNS, User.password_hash).where(User.id == found).first().run()
         ok = await verify_password(row["password_hash"] if row else None, password[: PASSWORD_LENGTH[1]])
@@ -232,7 +232,7 @@ class Accounts:
         return await User.select(*_USER_COLUMNS).where(User.id == user["id"]).first().run()
 
 
-async def _find(username: str) -> int | None:
+async def find_user_id(username: str) -> int | None:
     """The id of the user with this name in any case (names are ASCII, so lower() is exact)."""
     rows = await User.raw("SELECT id FROM users WHERE lower(username) = lower({})", username).run()
     return rows[0]["id"] if rows else None

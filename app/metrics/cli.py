@@ -2,40 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import click
 import msgspec
 
-from app.lib.db import SchemaOutOfDate, database_error_message, prepare_schema
+from app.lib.cli import run_command
 from app.lib.settings import get_settings
-
-
-def _run(work: Callable[[], Awaitable[Any]]) -> Any:
-    async def main() -> Any:
-        from app.metrics.service import reset_metrics_service
-
-        await prepare_schema(get_settings())
-        try:
-            return await work()
-        finally:
-            await reset_metrics_service()
-
-    try:
-        return asyncio.run(main())
-    except SchemaOutOfDate as error:
-        click.echo(f"error: {error}", err=True)
-    except KeyboardInterrupt:
-        click.echo("error: interrupted", err=True)
-    except Exception as error:
-        message = database_error_message(error)
-        if message is None:
-            raise
-        click.echo(f"error: {message}", err=True)
-    sys.exit(1)
 
 
 def register(cli: click.Group) -> None:
@@ -61,7 +35,7 @@ def register(cli: click.Group) -> None:
             if not get_settings().redis_url:
                 click.echo("error: --queue needs REDIS_URL (the worker's queue); run without it instead", err=True)
                 sys.exit(1)
-            if not _run(enqueue_refresh):
+            if not run_command(enqueue_refresh):
                 click.echo("error: could not reach the queue at REDIS_URL", err=True)
                 sys.exit(1)
             click.echo("refresh queued for the worker")
@@ -73,7 +47,7 @@ def register(cli: click.Group) -> None:
             service = get_metrics_service()
             return service.cache.name, await service.refresh()
 
-        where, report = _run(refresh)
+        where, report = run_command(refresh)
         if as_json:
             click.echo(msgspec.json.format(msgspec.json.encode(report)).decode())
             return

@@ -230,7 +230,7 @@ class DashboardController(Controller):
         # The dashboard's body holds no per-user content: rendered once per dataset version and
         # view, then reused (the key carries the dataset tag, so it is never stale).
         tag = await service.tag()
-        key = cache_key(tag, "dashboard.html", **{k: v or "" for k, v in _query(filters).items()}, freq=freq, by=by)
+        key = cache_key(tag, "dashboard.html", **_query(filters), freq=freq, by=by)
         body = _RENDERED.get(key)
         if body is None:
             context = _context(

@@ -17,6 +17,7 @@ from litestar.handlers import BaseRouteHandler
 from litestar.response import Redirect, Template
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.auth.deps import get_accounts
 from app.lib.db import database_error_message
 from app.lib.settings import get_settings
 
@@ -72,8 +73,6 @@ class AuthMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and not scope["path"].startswith("/static/"):
-            from app.auth.deps import get_accounts
-
             scope["user"], scope["auth"] = None, None
             token = _token(scope)
             if token:
@@ -94,8 +93,7 @@ def signed_in(connection: ASGIConnection) -> dict:
 
 # Guards are coroutines: Litestar runs a plain function guard in a worker thread per request.
 async def requires_login(connection: ASGIConnection, _: BaseRouteHandler) -> None:
-    if connection.scope.get("user") is None:
-        raise NotAuthorizedException("sign in first: send the token as `Authorization: Bearer ...` or log in")
+    signed_in(connection)
 
 
 async def requires_admin(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
@@ -201,7 +199,7 @@ async def before_send(message: Message, scope: Scope) -> None:
 # -- errors in the asker's format --------------------------------------------------------
 
 
-def _safe_next(path: str) -> str:
+def safe_next(path: str) -> str:
     """Only a local path may be a redirect target (no //host, no scheme)."""
     parts = urlsplit(path)
     if parts.scheme or parts.netloc or not path.startswith("/") or path.startswith("//") or "\\" in path:
@@ -213,7 +211,7 @@ def login_redirect(request: Request) -> Response:
     raw = request.scope.get("raw_path")  # the path as asked, also under a mount (/admin)
     path = raw.decode("latin-1") if raw else request.url.path
     target = path + (f"?{request.url.query}" if request.url.query else "")
-    return Redirect(path=f"/login?next={quote(_safe_next(target), safe='')}", status_code=303)
+    return Redirect(path=f"/login?next={quote(safe_next(target), safe='')}", status_code=303)
 
 
 def error_response(request: Request, status: int, detail: str, extra: dict | None = None) -> Response:
