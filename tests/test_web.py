@@ -137,6 +137,40 @@ async def test_login_is_rate_limited_per_username_even_from_rotating_addresses(c
     assert "too many login attempts" in blocked.json()["detail"]
 
 
+async def test_login_limit_is_shared_by_web_processes_through_redis(redis_server):
+    """Two processes' limiters on one Redis: failures in one count in the other; a dead Redis leaves the local one."""
+    from dataclasses import replace
+
+    from app.auth.service import LoginLimiter, RateLimited
+    from app.lib.cache import make_cache
+
+    settings = replace(get_settings(), redis_url=redis_server.url)
+    first, second = make_cache(settings), make_cache(settings)
+    try:
+        one, other = LoginLimiter(first), LoginLimiter(second)
+        for _ in range(3):
+            await one.failed("10.0.0.1", "Alice")
+        for _ in range(2):
+            await other.failed("10.0.0.2", "alice")
+        with pytest.raises(RateLimited) as blocked:
+            await one.check("10.0.0.3", "ALICE")  # 5 failures in all for this name, whatever the case
+        assert 290 <= blocked.value.retry_after <= 301
+        await other.check("10.0.0.3", "bob")  # another name from another address is not limited
+
+        await one.succeeded("10.0.0.1", "alice")  # a successful login clears the name's count everywhere
+        await other.check("10.0.0.4", "alice")
+
+        redis_server.stop()
+        for _ in range(5):
+            await other.failed("10.0.0.5", "carol")  # Redis is gone: the process's own window still counts
+        with pytest.raises(RateLimited):
+            await other.check("10.0.0.6", "carol")
+        assert second.available is False
+    finally:
+        await first.close()
+        await second.close()
+
+
 async def test_bad_tokens_are_refused(client):
     user = await register(client)
     good = await login(client)

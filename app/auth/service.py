@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import secrets
 import time
@@ -11,10 +12,12 @@ from datetime import datetime
 
 import jwt
 import msgspec
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from app.auth.passwords import hash_password, verify_password
 from app.auth.tables import User
-from app.lib.cache import Cache
+from app.lib.cache import REDIS_TIMEOUT_SECONDS, Cache
 from app.lib.db import postgres_pool
 from app.lib.settings import Settings
 
@@ -108,7 +111,7 @@ class Accounts:
     def __init__(self, settings: Settings, cache: Cache) -> None:
         self.settings = settings
         self.cache = cache
-        self.limiter = LoginLimiter()
+        self.limiter = LoginLimiter(cache)
         self._recent: dict[str, tuple[float, tuple[dict, Claims]]] = {}
 
     # -- tokens --------------------------------------------------------------------------
@@ -203,7 +206,7 @@ class Accounts:
 
     async def authenticate(self, username: str, password: str, client: str) -> dict:
         """The user, or BadCredentials (same message, same cost, whether the name exists or not)."""
-        self.limiter.check(client, username)
+        await self.limiter.check(client, username)
         row = None
         if USERNAME.fullmatch(username) and len(password) <= PASSWORD_LENGTH[1]:
             found = await find_user_id(username)
@@ -211,9 +214,9 @@ class Accounts:
                 row = await User.select(*_USER_COLUMNS, User.password_hash).where(User.id == found).first().run()
         ok = await verify_password(row["password_hash"] if row else None, password[: PASSWORD_LENGTH[1]])
         if not ok or row is None or not row["is_active"]:
-            self.limiter.failed(client, username)
+            await self.limiter.failed(client, username)
             raise BadCredentials(BAD_LOGIN)
-        self.limiter.succeeded(client, username)
+        await self.limiter.succeeded(client, username)
         row.pop("password_hash")
         return row
 
@@ -247,36 +250,91 @@ class RateLimited(AuthError):
 
 
 class LoginLimiter:
-    """Failed logins per client address and per username, in a sliding window (per process).
+    """Failed logins per client address and per username, in a sliding window.
 
+    With Redis the windows are sorted sets shared by every web process, so a limit holds
+    however many workers or replicas serve the login; each process also keeps its own
+    window, which alone applies while Redis is down (behind the cache's breaker).
     The client address is the connection's peer, never X-Forwarded-For (see TRUSTED_PROXIES).
     """
 
-    def __init__(self, per_client: int = 20, per_user: int = 5, window: float = 300.0) -> None:
+    def __init__(self, cache: Cache | None = None, per_client: int = 20, per_user: int = 5, window: float = 300.0):
+        self.cache = cache
         self.limits = {"client": per_client, "user": per_user}
         self.window = window
         self._failures: dict[tuple[str, str], deque[float]] = {}
 
-    def _recent(self, key: tuple[str, str], now: float) -> deque[float]:
+    def _keys(self, client: str, username: str) -> tuple[tuple[str, str], ...]:
+        return (("client", client), ("user", username.casefold()))
+
+    def _local(self, key: tuple[str, str], now: float) -> deque[float]:
         failures = self._failures.setdefault(key, deque())
         while failures and failures[0] <= now - self.window:
             failures.popleft()
         return failures
 
-    def check(self, client: str, username: str) -> None:
-        now = time.monotonic()
-        for key in (("client", client), ("user", username.casefold())):
-            failures = self._recent(key, now)
-            if len(failures) >= self.limits[key[0]]:
-                raise RateLimited(int(failures[0] + self.window - now) + 1)
+    def _shared(self) -> Redis | None:
+        cache = self.cache
+        return cache.client if cache is not None and cache.client is not None and cache.available else None
 
-    def failed(self, client: str, username: str) -> None:
-        now = time.monotonic()
-        for key in (("client", client), ("user", username.casefold())):
-            self._recent(key, now).append(now)
+    @staticmethod
+    def _redis_key(key: tuple[str, str]) -> str:
+        return f"shop:login-failures:{key[0]}:{key[1]}"
+
+    async def check(self, client: str, username: str) -> None:
+        now = time.time()
+        oldest: dict[tuple[str, str], list[float]] = {}
+        for key in self._keys(client, username):
+            failures = self._local(key, now)
+            oldest[key] = list(failures)
+        redis = self._shared()
+        if redis is not None:
+            try:
+                async with asyncio.timeout(REDIS_TIMEOUT_SECONDS * 4):
+                    async with redis.pipeline(transaction=False) as pipe:
+                        for key in oldest:
+                            pipe.zremrangebyscore(self._redis_key(key), 0, now - self.window)
+                            pipe.zrange(self._redis_key(key), 0, -1, withscores=True)
+                        answers = await pipe.execute()
+                for key, entries in zip(oldest, answers[1::2], strict=True):
+                    shared = sorted(score for _, score in entries)
+                    if len(shared) > len(oldest[key]):
+                        oldest[key] = shared
+            except (RedisError, OSError, TimeoutError) as error:
+                self.cache._failed(error)  # type: ignore[union-attr]
+        for key, failures in oldest.items():
+            if len(failures) >= self.limits[key[0]]:
+                first_counted = failures[len(failures) - self.limits[key[0]]]
+                raise RateLimited(int(first_counted + self.window - now) + 1)
+
+    async def failed(self, client: str, username: str) -> None:
+        now = time.time()
+        for key in self._keys(client, username):
+            self._local(key, now).append(now)
         if len(self._failures) > 100_000:  # bounded: forget the oldest keys
             for stale in list(self._failures)[:50_000]:
                 del self._failures[stale]
+        redis = self._shared()
+        if redis is None:
+            return
+        try:
+            async with asyncio.timeout(REDIS_TIMEOUT_SECONDS * 4):
+                async with redis.pipeline(transaction=False) as pipe:
+                    for key in self._keys(client, username):
+                        pipe.zadd(self._redis_key(key), {f"{now}:{secrets.token_hex(4)}": now})
+                        pipe.expire(self._redis_key(key), int(self.window) + 1)
+                    await pipe.execute()
+        except (RedisError, OSError, TimeoutError) as error:
+            self.cache._failed(error)  # type: ignore[union-attr]
 
-    def succeeded(self, client: str, username: str) -> None:
-        self._failures.pop(("user", username.casefold()), None)
+    async def succeeded(self, client: str, username: str) -> None:
+        key = ("user", username.casefold())
+        self._failures.pop(key, None)
+        redis = self._shared()
+        if redis is None:
+            return
+        try:
+            async with asyncio.timeout(REDIS_TIMEOUT_SECONDS * 4):
+                await redis.delete(self._redis_key(key))
+        except (RedisError, OSError, TimeoutError) as error:
+            self.cache._failed(error)  # type: ignore[union-attr]
