@@ -16,7 +16,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any
 
 import msgspec
@@ -89,7 +89,12 @@ def _filters(filters: Filters) -> dict[str, str]:
 
 def cache_key(tag: str, view: str, **params: object) -> str:
     """`metrics:<dataset tag>:<view>:<digest of the sorted, normalised parameters>`."""
-    canonical = "&".join(f"{name}={'' if value is None else value}" for name, value in sorted(params.items()))
+    return _cache_key(tag, view, tuple(sorted(params.items())))
+
+
+@lru_cache(maxsize=4096)  # warm requests ask for the same few views
+def _cache_key(tag: str, view: str, params: tuple[tuple[str, object], ...]) -> str:
+    canonical = "&".join(f"{name}={'' if value is None else value}" for name, value in params)
     return f"metrics:{tag}:{view}:{hashlib.sha256(canonical.encode()).hexdigest()[:32]}"
 
 

@@ -11,7 +11,7 @@ from urllib.parse import quote, urlsplit
 
 from litestar import Request, Response
 from litestar.connection import ASGIConnection
-from litestar.datastructures import Cookie
+from litestar.datastructures import Accept, Cookie
 from litestar.exceptions import HTTPException, NotAuthorizedException, PermissionDeniedException
 from litestar.handlers import BaseRouteHandler
 from litestar.response import Redirect, Template
@@ -105,23 +105,38 @@ async def requires_admin(connection: ASGIConnection, handler: BaseRouteHandler) 
 # -- how to answer -----------------------------------------------------------------------
 
 
+def _asks(scope: Scope) -> tuple[bool, bool]:
+    """(is an htmx partial request, wants JSON), read once per request from the raw headers."""
+    asks = scope.get("shop_asks")
+    if asks is None:
+        hx_request = hx_other = False
+        accept = b""
+        for name, value in scope["headers"]:
+            if name == b"hx-request":
+                hx_request = value == b"true"
+            elif name in (b"hx-boosted", b"hx-history-restore-request"):
+                hx_other = hx_other or value == b"true"  # a whole page, not a partial
+            elif name == b"accept":
+                accept = value
+        htmx = hx_request and not hx_other
+        if htmx:
+            json = False
+        elif b"text/html" not in accept:  # JSON, */* or nothing: the common API-client cases, decided cheaply
+            json = True
+        else:
+            json = Accept(accept.decode("latin-1")).best_match([JSON, "text/html"], default=JSON) == JSON
+        asks = scope["shop_asks"] = (htmx, json)  # type: ignore[typeddict-unknown-key]
+    return asks
+
+
 def is_htmx(request: ASGIConnection) -> bool:
-    headers = request.headers
-    return (
-        headers.get("hx-request") == "true"
-        and headers.get("hx-boosted") != "true"
-        and headers.get("hx-history-restore-request") != "true"
-    )
+    """An htmx request for a partial (not a boosted link or a history restore, which need the page)."""
+    return _asks(request.scope)[0]
 
 
 def wants_json(request: ASGIConnection) -> bool:
     """JSON unless the client prefers HTML (browsers) or is htmx; `*/*` (curl, scripts) gets JSON."""
-    if is_htmx(request):
-        return False
-    accept = request.headers.get("accept", "")
-    if "text/html" not in accept:  # JSON, */* or nothing: the common API-client cases, decided cheaply
-        return True
-    return request.accept.best_match([JSON, "text/html"], default=JSON) == JSON
+    return _asks(request.scope)[1]
 
 
 def answer(request: Request, body: bytes, page: str, partial: str, context: Callable[[], dict[str, Any]]) -> Response:
@@ -176,17 +191,21 @@ async def check_csrf(request: Request) -> None:
 # -- on every response -------------------------------------------------------------------
 
 
+PAGE_HEADERS = [(b"content-security-policy", CSP.encode()), *SECURITY_HEADERS]
+ADMIN_HEADERS = [(b"content-security-policy", ADMIN_CSP.encode()), *SECURITY_HEADERS]
+
+
 async def before_send(message: Message, scope: Scope) -> None:
     """Security headers on every response (pages, JSON, errors, static files, /admin) and the CSRF cookie."""
     if message["type"] != "http.response.start":
         return
-    headers = list(message.get("headers", []))
-    present = {name.lower() for name, _ in headers}
+    headers = list(message.get("headers", ()))
     path = scope.get("raw_path") or scope.get("path", "").encode()
-    csp = ADMIN_CSP if path.startswith((b"/admin", b"/schema")) else CSP
-    if b"content-security-policy" not in present:
-        headers.append((b"content-security-policy", csp.encode()))
-    headers.extend(header for header in SECURITY_HEADERS if header[0] not in present)
+    if path.startswith((b"/admin", b"/schema")):  # mounted apps may set some of these themselves
+        present = {name.lower() for name, _ in headers}
+        headers.extend(header for header in ADMIN_HEADERS if header[0] not in present)
+    else:
+        headers.extend(PAGE_HEADERS)
     new = scope.get("csrf_new")
     if new:
         cookie = Cookie(
