@@ -145,7 +145,8 @@ async def import_file(
         transaction = db.transaction() if postgres else db.transaction(transaction_type=TransactionType.immediate)
         async with transaction as tx:
             if postgres:
-                await tx.connection.execute("LOCK TABLE imports IN EXCLUSIVE MODE")  # one import at a time
+                # one import at a time: wait for another one to finish, however long it takes
+                await tx.connection.execute("LOCK TABLE imports IN EXCLUSIVE MODE", timeout=LOAD_TIMEOUT)
                 # delivered at commit (and dropped on rollback): web processes re-read the dataset tag
                 await tx.connection.execute(f"NOTIFY {DATASET_CHANNEL}")
             if not replace:
@@ -164,7 +165,7 @@ async def import_file(
             if replace:
                 await Import.update({Import.status: "replaced"}).where(Import.id != import_row.id).run()
                 if postgres:  # transactional in PostgreSQL; readers wait until the import commits
-                    await tx.connection.execute("TRUNCATE transactions")
+                    await tx.connection.execute("TRUNCATE transactions", timeout=LOAD_TIMEOUT)
                 else:
                     await Transaction.delete(force=True).run()
 

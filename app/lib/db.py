@@ -23,6 +23,7 @@ from app.lib.settings import Settings
 logger = logging.getLogger(__name__)
 
 APP_NAME = "shop"  # the Piccolo app that owns every table and piccolo_migrations/
+COMMAND_TIMEOUT_SECONDS = 10
 
 
 def make_engine(settings: Settings) -> Engine:
@@ -34,7 +35,9 @@ def make_engine(settings: Settings) -> Engine:
             config={
                 "dsn": settings.database_url,
                 "timeout": 5,  # connect timeout: an unreachable server fails fast
-                "command_timeout": 300,  # a full import is one long COPY
+                # no query of the app takes seconds: a hung server fails the request (503) instead of
+                # hanging it; the importer gives its long statements (COPY, index build) their own
+                "command_timeout": COMMAND_TIMEOUT_SECONDS,
                 "server_settings": {"application_name": "shop-analytics"},
             }
         )

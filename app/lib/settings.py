@@ -66,6 +66,9 @@ class Settings:
     refresh_interval_seconds: int = 0  # when set, replaces refresh_cron
     registration_open: bool = True
     max_upload_mb: int = 200
+    log_format: str = "text"  # or "json": one JSON object per line
+    access_log: bool = True  # one line per request
+    task_redeliver_seconds: int = 60  # a task unacknowledged this long (its worker died) is run again
 
     @property
     def is_postgres(self) -> bool:
@@ -125,6 +128,10 @@ def load_settings() -> Settings:
     if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
         raise SettingsError(f"LOG_LEVEL={log_level!r} is not a level: use DEBUG, INFO, WARNING or ERROR")
 
+    log_format = (os.environ.get("LOG_FORMAT", "").strip() or "text").lower()
+    if log_format not in {"text", "json"}:
+        raise SettingsError(f"LOG_FORMAT={log_format!r} is not a log format: use text or json")
+
     refresh_cron = " ".join((os.environ.get("REFRESH_CRON", "").strip() or "*/10 * * * *").split())
     if len(refresh_cron.split()) != 5:
         raise SettingsError(
@@ -147,6 +154,9 @@ def load_settings() -> Settings:
         refresh_interval_seconds=_int("REFRESH_INTERVAL_SECONDS", 0, minimum=0),
         registration_open=_bool("REGISTRATION_OPEN", True),
         max_upload_mb=_int("MAX_UPLOAD_MB", 200),
+        log_format=log_format,
+        access_log=_bool("ACCESS_LOG", True),
+        task_redeliver_seconds=_int("TASK_REDELIVER_SECONDS", 60),
     )
 
 

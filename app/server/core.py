@@ -8,13 +8,13 @@ from pathlib import Path
 from click import Group
 from litestar import Litestar
 from litestar.config.app import AppConfig
-from litestar.logging import LoggingConfig
 from litestar.plugins import CLIPluginProtocol, InitPluginProtocol
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
 from litestar.template import TemplateConfig
 
 from app.lib.db import engine, prepare_schema
+from app.lib.logs import RequestLogMiddleware, litestar_logging
 from app.lib.settings import Settings, SettingsError, get_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,6 +42,7 @@ class ApplicationCore(InitPluginProtocol, CLIPluginProtocol):
         from app.admin.piccolo import admin
         from app.auth.controllers import AuthController
         from app.metrics.controllers import DashboardController, MetricsController
+        from app.server.health import HealthController
         from app.server.openapi import openapi_config
         from app.server.templating import configure
         from app.server.web import AuthMiddleware, before_send, handle_exception
@@ -52,6 +53,7 @@ class ApplicationCore(InitPluginProtocol, CLIPluginProtocol):
                 AuthController,
                 DashboardController,
                 DataController,
+                HealthController,
                 admin,
                 MetricsController,
                 create_static_files_router(path="/static", directories=[ROOT / "static"], name="static"),
@@ -64,11 +66,7 @@ class ApplicationCore(InitPluginProtocol, CLIPluginProtocol):
         app_config.template_config = TemplateConfig(
             directory=ROOT / "templates", engine=JinjaTemplateEngine, engine_callback=configure
         )
-        app_config.logging_config = LoggingConfig(
-            root={"level": settings.log_level, "handlers": ["queue_listener"]},
-            loggers={"piccolo": {"level": "WARNING", "propagate": True}},  # not its start-up chatter
-            log_exceptions="never",  # handle_exception logs every 500 with its traceback
-        )
+        app_config.logging_config = litestar_logging(settings)
 
         async def start() -> None:
             await prepare_schema(settings)
@@ -111,4 +109,8 @@ def build_app() -> Litestar:
     # client pick its own address (and dodge the login limit). Behind a proxy, set
     # FORWARDED_ALLOW_IPS to the proxy's address.
     os.environ.setdefault("FORWARDED_ALLOW_IPS", "")
-    return Litestar(plugins=[ApplicationCore(settings)])
+    app = Litestar(plugins=[ApplicationCore(settings)])
+    if settings.access_log:
+        # around Litestar's own handler (routing included), so 404s and 405s are logged too
+        app.asgi_handler = RequestLogMiddleware(app.asgi_handler)
+    return app

@@ -1,0 +1,125 @@
+"""Logging for every process: plain text lines by default, JSON lines with LOG_FORMAT=json.
+
+Nothing here ever logs a request's headers, cookies, query string or body: the request
+log has the method, the path, the status, the duration, the client address and the user id.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from datetime import UTC, datetime
+
+from litestar.logging import LoggingConfig
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.lib.settings import Settings
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# the request log's fields, kept as JSON keys (and nothing else from `extra`)
+REQUEST_FIELDS = ("method", "path", "status", "duration_ms", "client", "user_id")
+QUIET_PATHS = ("/health", "/ready", "/static/")  # probes and assets: logged at DEBUG
+
+request_logger = logging.getLogger("app.requests")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, the request fields, the traceback."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for field in REQUEST_FIELDS:
+            if field in record.__dict__:
+                line[field] = record.__dict__[field]
+        if record.exc_info:
+            line["traceback"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str)
+
+
+def formatter(settings: Settings) -> logging.Formatter:
+    return JsonFormatter() if settings.log_format == "json" else logging.Formatter(TEXT_FORMAT)
+
+
+def litestar_logging(settings: Settings) -> LoggingConfig:
+    """The web process's logging: one handler on the root logger; uvicorn's own lines go through it too."""
+    style = {"()": JsonFormatter} if settings.log_format == "json" else {"format": TEXT_FORMAT}
+    return LoggingConfig(
+        root={"level": settings.log_level, "handlers": ["queue_listener"]},
+        formatters={"standard": style},
+        loggers={
+            "piccolo": {"level": "WARNING", "propagate": True},  # not its start-up chatter
+            "uvicorn": {"level": settings.log_level, "handlers": [], "propagate": True},
+            "uvicorn.error": {"level": settings.log_level, "handlers": [], "propagate": True},
+            "uvicorn.access": {"level": "WARNING", "handlers": [], "propagate": True},  # the request log replaces it
+        },
+        log_exceptions="never",  # handle_exception logs every 500 with its traceback
+    )
+
+
+def configure_process_logging(settings: Settings) -> None:
+    """For processes Litestar does not configure (taskiq worker and scheduler): the root handler's format."""
+    root = logging.getLogger()
+    if not root.handlers:
+        root.addHandler(logging.StreamHandler())
+    for handler in root.handlers:
+        handler.setFormatter(formatter(settings))
+    root.setLevel(settings.log_level)
+
+
+class RequestLogMiddleware:
+    """One line per request, when it is answered: method, path, status, duration (ms), client, user id."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # if the app fails before it answers
+
+        async def send_and_note(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            path = scope.get("raw_path") or scope["path"].encode()
+            level = logging.DEBUG if path.startswith(QUIET_PATHS_BYTES) and status < 400 else logging.INFO
+            if request_logger.isEnabledFor(level):
+                _log_request(scope, level, status, (time.perf_counter() - started) * 1000)
+
+
+QUIET_PATHS_BYTES = tuple(path.encode() for path in QUIET_PATHS)
+
+
+def _log_request(scope: Scope, level: int, status: int, duration_ms: float) -> None:
+    user = scope.get("user")
+    client = scope.get("client")
+    fields = {
+        "method": scope["method"],
+        "path": scope["path"],  # never the query string: it may carry a CSRF token
+        "status": status,
+        "duration_ms": round(duration_ms, 2),
+        "client": client[0] if client else None,
+        "user_id": user["id"] if user else None,
+    }
+    request_logger.log(
+        level,
+        "%s %s %d %.1fms",
+        fields["method"],
+        fields["path"],
+        status,
+        duration_ms,
+        extra=fields,
+    )

@@ -1,0 +1,122 @@
+"""Probes for orchestrators and operators: `/health` (the process answers) and `/ready` (it can serve).
+
+Both are public, JSON, and cheap: `/ready` makes one small database read and one Redis PING,
+each bounded in time, so a probe never hangs on a dead dependency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+
+import msgspec
+from litestar import Controller, Response, get
+from redis.exceptions import RedisError
+
+from app.ingest.service import dataset_tag
+from app.lib.db import database_error_message
+from app.lib.settings import get_settings
+from app.metrics.service import get_metrics_service, refresh_marker
+
+PROBE_TIMEOUT_SECONDS = 3.0
+
+
+class Health(msgspec.Struct):
+    status: str  # always "ok": the process is up and its event loop answers
+
+
+class Dependency(msgspec.Struct):
+    ok: bool
+    configured: bool = True
+    latency_ms: float | None = None
+    error: str | None = None
+
+
+class DatasetState(msgspec.Struct):
+    version: int | None  # None when the database cannot be read
+    tag: str | None
+
+
+class CacheState(msgspec.Struct):
+    backend: str  # "redis" or "in-process"
+    refreshed_at: datetime | None  # when the current dataset's views were last precomputed
+    age_seconds: float | None
+    hits: int
+    misses: int
+    errors: int
+    skipped: int  # calls not made because the breaker was open
+
+
+class ProcessState(msgspec.Struct):
+    answers_computed: int  # answers this process computed itself (cache misses)
+    answers_local: int  # answers served from this process's own copy
+
+
+class Readiness(msgspec.Struct):
+    status: str  # "ready", "degraded" (Redis down: answers are computed in-process) or "unavailable"
+    database: Dependency
+    redis: Dependency
+    dataset: DatasetState
+    cache: CacheState
+    process: ProcessState
+
+
+async def _timed(probe) -> tuple[object, Dependency]:
+    started = time.perf_counter()
+    try:
+        async with asyncio.timeout(PROBE_TIMEOUT_SECONDS):
+            value = await probe()
+    except TimeoutError:
+        return None, Dependency(ok=False, error=f"no answer within {PROBE_TIMEOUT_SECONDS:.0f} s")
+    except (RedisError, OSError) as error:
+        return None, Dependency(ok=False, error=f"{type(error).__name__}: {error}")
+    except Exception as error:
+        message = database_error_message(error)
+        if message is None:
+            raise
+        return None, Dependency(ok=False, error=message)
+    return value, Dependency(ok=True, latency_ms=round((time.perf_counter() - started) * 1000, 2))
+
+
+class HealthController(Controller):
+    tags = ["health"]  # noqa: RUF012
+
+    @get("/health", summary="The process is up", cache=False, sync_to_thread=False)
+    def health(self) -> Health:
+        return Health(status="ok")
+
+    @get("/ready", summary="Database and Redis reachable; dataset version; age of the cached results")
+    async def ready(self) -> Response[Readiness]:
+        service = get_metrics_service()
+        tag, database = await _timed(dataset_tag)
+        if get_settings().redis_url and service.cache.client is not None:
+            _, redis = await _timed(service.cache.client.ping)
+        else:
+            redis = Dependency(ok=True, configured=False)
+        refreshed_at = age = None
+        if tag is not None:
+            marker = await service.cache.get(refresh_marker(str(tag)))
+            if marker is not None:
+                refreshed_at = msgspec.json.decode(marker, type=dict)["refreshed_at"]
+                refreshed_at = datetime.fromisoformat(refreshed_at)
+                age = round((datetime.now(UTC) - refreshed_at).total_seconds(), 1)
+        stats = service.cache.stats
+        status = "unavailable" if not database.ok else "ready" if redis.ok else "degraded"
+        body = Readiness(
+            status=status,
+            database=database,
+            redis=redis,
+            dataset=DatasetState(version=int(str(tag).split(".")[0]) if tag else None, tag=str(tag) if tag else None),
+            cache=CacheState(
+                backend="redis" if service.cache.client is not None else "in-process",
+                refreshed_at=refreshed_at,
+                age_seconds=age,
+                hits=stats.hits,
+                misses=stats.misses,
+                errors=stats.errors,
+                skipped=stats.skipped,
+            ),
+            process=ProcessState(answers_computed=service.computed, answers_local=service.local_hits),
+        )
+        return Response(body, status_code=200 if database.ok else 503, headers={"cache-control": "no-store"})
