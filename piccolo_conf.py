@@ -3,9 +3,12 @@
 from piccolo.conf.apps import AppRegistry
 
 from app.lib.db import make_engine
-from app.lib.settings import get_settings
+from app.lib.settings import SettingsError, get_settings
 
-DB = make_engine(get_settings())
+try:
+    DB = make_engine(get_settings())
+except SettingsError as error:  # one line, not a traceback, for `piccolo migrations ...`
+    raise SystemExit(f"error: {error}") from None
 
 # Piccolo's users and sessions tables are only for piccolo-admin's sign-in (app/admin/piccolo.py).
 APP_REGISTRY = AppRegistry(

@@ -117,6 +117,12 @@ def run_cli(*args: str, timeout: float = 180, **env: str) -> subprocess.Complete
     )
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 class RedisServer:
     """A private redis-server for one test, so it can be stopped, hung and restarted safely."""
 
@@ -171,6 +177,51 @@ class RedisServer:
 
         assert self.process is not None
         self.process.send_signal(signal.SIGCONT)
+
+
+def _pg_bin(name: str) -> str:
+    found = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))
+    if found:
+        return str(found[-1])
+    if shutil.which(name):
+        return name
+    pytest.fail(f"{name} is not installed: the fault tests need PostgreSQL's server binaries")
+
+
+class PostgresServer:
+    """A private PostgreSQL cluster for one test module, so it can be stopped and started safely.
+
+    As root, the server runs as the `postgres` user (PostgreSQL refuses to run as root).
+    """
+
+    def __init__(self) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.root = Path(tempfile.mkdtemp(prefix="shop-pg-"))
+        self.data = self.root / "data"
+        self.log = self.root / "server.log"
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        self._as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        if self._as:
+            shutil.chown(self.root, user="postgres")
+        self._run(_pg_bin("initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+
+    def _run(self, *args: str) -> None:
+        subprocess.run([*self._as, *args], check=True, capture_output=True, timeout=120)
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._run(_pg_bin("pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "start")
+
+    def stop(self) -> None:
+        """A fast shutdown: open sessions are cut, as in a crash or a failover."""
+        self._run(_pg_bin("pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def remove(self) -> None:
+        with contextlib.suppress(subprocess.SubprocessError):
+            self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
 
 
 @pytest.fixture

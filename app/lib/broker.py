@@ -8,9 +8,14 @@ Run the worker and the scheduler from the project root (see README, "Background 
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncGenerator
 
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from taskiq import AckableMessage, AsyncBroker, InMemoryBroker, TaskiqScheduler
 from taskiq.schedule_sources import LabelScheduleSource
 from taskiq_redis import RedisAsyncResultBackend, RedisStreamBroker
@@ -19,37 +24,53 @@ from app.lib.settings import Settings, SettingsError, get_settings
 
 QUEUE = "shop:tasks"
 RESULT_TTL_SECONDS = 3600
+RETRY_SECONDS = 2  # a worker's pause between attempts while Redis is down
+
+logger = logging.getLogger(__name__)
 
 
 class StreamBroker(RedisStreamBroker):
-    """taskiq-redis's stream broker, but a task left unacknowledged by a killed worker is taken
-    over once it has been idle for `idle_timeout`, whether or not new tasks arrive.
+    """taskiq-redis's stream broker, made to recover alone:
 
-    (Upstream looks for such tasks only after a new message arrived, so on a quiet queue a
-    refresh lost with its worker waited for the next scheduled one.)
+    - a task left unacknowledged by a killed worker is taken over once it has been idle for
+      `idle_timeout`, whether or not new tasks arrive (upstream looks only after a new message
+      arrived, so on a quiet queue a lost refresh waited for the next scheduled one);
+    - a Redis outage makes the worker wait and retry instead of dying, and a Redis that came
+      back empty (its stream and consumer group lost) gets them declared again.
     """
 
     async def listen(self) -> AsyncGenerator[AckableMessage, None]:
         async with Redis(connection_pool=self.connection_pool) as redis:
             while True:
-                fetched = await redis.xreadgroup(
-                    self.consumer_group_name,
-                    self.consumer_name,
-                    {self.queue_name: ">"},
-                    block=self.block,
-                    noack=False,
-                    count=self.count,
-                )
+                try:
+                    fetched = await redis.xreadgroup(
+                        self.consumer_group_name,
+                        self.consumer_name,
+                        {self.queue_name: ">"},
+                        block=self.block,
+                        noack=False,
+                        count=self.count,
+                    )
+                    reclaimed = await redis.xautoclaim(
+                        self.queue_name,
+                        self.consumer_group_name,
+                        self.consumer_name,
+                        min_idle_time=self.idle_timeout,
+                        count=self.unacknowledged_batch_size,
+                    )
+                except ResponseError as error:
+                    if "NOGROUP" not in str(error):
+                        raise
+                    logger.warning("the task stream is gone (Redis restarted empty?): declaring it again")
+                    await self._declare_consumer_group()
+                    continue
+                except (RedisConnectionError, RedisTimeoutError, OSError) as error:
+                    logger.warning("Redis unavailable (%s); the worker retries in %d s", error, RETRY_SECONDS)
+                    await asyncio.sleep(RETRY_SECONDS)
+                    continue
                 for stream, messages in fetched or []:
                     for message_id, message in messages:
                         yield AckableMessage(data=message[b"data"], ack=self._ack_generator(message_id, stream))
-                reclaimed = await redis.xautoclaim(
-                    self.queue_name,
-                    self.consumer_group_name,
-                    self.consumer_name,
-                    min_idle_time=self.idle_timeout,
-                    count=self.unacknowledged_batch_size,
-                )
                 for message_id, message in reclaimed[1]:  # [next start id, messages, ...]
                     if message:  # None when the entry was deleted from the stream meanwhile
                         yield AckableMessage(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 import msgspec
@@ -44,6 +45,7 @@ class CacheState(msgspec.Struct):
     age_seconds: float | None
     hits: int
     misses: int
+    stores: int
     errors: int
     skipped: int  # calls not made because the breaker was open
 
@@ -62,17 +64,24 @@ class Readiness(msgspec.Struct):
     process: ProcessState
 
 
-async def _timed(probe) -> tuple[object, Dependency]:
+def _redis_error(error: Exception) -> str | None:
+    if isinstance(error, RedisError | OSError):
+        return f"cannot reach Redis ({type(error).__name__}: {error}); answers are computed in each web process"
+    return None
+
+
+async def _timed(
+    probe: Callable[[], Awaitable[object]], describe: Callable[[Exception], str | None]
+) -> tuple[object, Dependency]:
+    """Run one probe within PROBE_TIMEOUT_SECONDS; a failure `describe` knows becomes a Dependency error."""
     started = time.perf_counter()
     try:
         async with asyncio.timeout(PROBE_TIMEOUT_SECONDS):
             value = await probe()
     except TimeoutError:
         return None, Dependency(ok=False, error=f"no answer within {PROBE_TIMEOUT_SECONDS:.0f} s")
-    except (RedisError, OSError) as error:
-        return None, Dependency(ok=False, error=f"{type(error).__name__}: {error}")
     except Exception as error:
-        message = database_error_message(error)
+        message = describe(error)
         if message is None:
             raise
         return None, Dependency(ok=False, error=message)
@@ -89,9 +98,9 @@ class HealthController(Controller):
     @get("/ready", summary="Database and Redis reachable; dataset version; age of the cached results")
     async def ready(self) -> Response[Readiness]:
         service = get_metrics_service()
-        tag, database = await _timed(dataset_tag)
+        tag, database = await _timed(dataset_tag, database_error_message)
         if get_settings().redis_url and service.cache.client is not None:
-            _, redis = await _timed(service.cache.client.ping)
+            _, redis = await _timed(service.cache.client.ping, _redis_error)
         else:
             redis = Dependency(ok=True, configured=False)
         refreshed_at = age = None
@@ -114,6 +123,7 @@ class HealthController(Controller):
                 age_seconds=age,
                 hits=stats.hits,
                 misses=stats.misses,
+                stores=stats.stores,
                 errors=stats.errors,
                 skipped=stats.skipped,
             ),
