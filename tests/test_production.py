@@ -373,3 +373,39 @@ def test_no_process_logged_a_secret(stack):
     assert '"path": "/metrics/kpis"' in logs  # JSON request lines (LOG_FORMAT=json, as compose sets)
     for secret in (stack.token, ACCOUNT["password"], stack.env["SECRET_KEY"], "$argon2id$"):
         assert secret not in logs
+
+
+def test_honcho_starts_the_procfile_and_ctrl_c_stops_all_of_it(stack):
+    """The README's one command for the whole stack (against the same PostgreSQL and Redis)."""
+    port = free_port()
+    log = stack.root / "honcho.log"
+    with log.open("w") as out:
+        honcho = subprocess.Popen(
+            [str(BIN / "honcho"), "start", "-p", str(port)],
+            cwd=ROOT,
+            env=stack.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+
+        def web_up() -> bool:
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_until(web_up, 90, "the Procfile's web process answering")
+        wait_until(lambda: re.search(r"worker\.1 +\|.*Listening started", log.read_text()), 60, "the worker")
+        wait_until(lambda: re.search(r"scheduler\.1 +\|.*Startup completed", log.read_text()), 60, "the scheduler")
+        os.killpg(honcho.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
+        honcho.wait(timeout=60)
+    finally:
+        if honcho.poll() is None:
+            os.killpg(honcho.pid, signal.SIGKILL)
+            honcho.wait()
+    text = log.read_text()
+    for name in ("web.1", "worker.1", "scheduler.1"):
+        assert re.search(rf"{re.escape(name)} stopped", text), text
+    assert not web_up()
