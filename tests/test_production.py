@@ -30,10 +30,6 @@ import yaml
 from tests.conftest import ENGINE, ROOT, PostgresServer, RedisServer, free_port
 from tests.reference import Reference
 
-pytestmark = pytest.mark.skipif(
-    ENGINE != "postgres", reason="production runs on PostgreSQL: this runs in the PostgreSQL pass (TEST_DATABASE_URL)"
-)
-
 COMPOSE = yaml.safe_load((ROOT / "compose.yaml").read_text())
 BIN = Path(sys.executable).parent  # the project's virtual environment, as /app/.venv/bin in the image
 ACCOUNT = {"username": "ops", "password": "a long enough password"}
@@ -168,6 +164,8 @@ def reference(data_csv_gz) -> Reference:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, data_csv_gz) -> Iterator[Stack]:
+    if ENGINE != "postgres":
+        pytest.skip("production runs on PostgreSQL: these run in the PostgreSQL pass (TEST_DATABASE_URL)")
     root = tmp_path_factory.mktemp("production")
     postgres = PostgresServer()
     redis_server = RedisServer(root)

@@ -6,7 +6,6 @@ or decoded into the same Structs for the full page or the htmx partial.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from datetime import date
 from typing import Annotated, Any
 
@@ -21,7 +20,7 @@ from app.metrics.analytics import FREQS, RANK_BY, InvalidParameter
 from app.metrics.schemas import CountryDetail, Filters, Kpis, Page, Series, TopCountries
 from app.metrics.service import cache_key, get_metrics_service
 from app.server.openapi import BEARER, errors
-from app.server.web import answer, is_htmx, signed_in, wants_json
+from app.server.web import RENDERED, answer, is_htmx, page_response, render_blocks, signed_in, wants_json
 
 MAX_TEXT = 100
 
@@ -98,12 +97,13 @@ class MetricsController(Controller):
     async def kpis(self, request: Request, start: Start = None, end: End = None, country: Country = None) -> Kpis:
         signed_in(request)
         filters = make_filters(start, end, country)
-        body = await get_metrics_service().kpis(filters)
+        service = get_metrics_service()
+        body = await service.kpis(filters)
 
         def context() -> dict[str, Any]:
             return _context(request, filters, kpis=msgspec.json.decode(body, type=Kpis))
 
-        return answer(request, body, "metrics/kpis.html", "partials/kpis.html", context)  # type: ignore[return-value]
+        return answer(request, body, "metrics/kpis.html", "partials/kpis.html", context, await service.tag())  # type: ignore[return-value]
 
     @get(
         "/series",
@@ -121,12 +121,13 @@ class MetricsController(Controller):
     ) -> Series:
         signed_in(request)
         filters = make_filters(start, end, country)
-        body = await get_metrics_service().series(filters, freq)
+        service = get_metrics_service()
+        body = await service.series(filters, freq)
 
         def context() -> dict[str, Any]:
             return _context(request, filters, series=msgspec.json.decode(body, type=Series), freq=freq)
 
-        return answer(request, body, "metrics/series.html", "partials/series.html", context)  # type: ignore[return-value]
+        return answer(request, body, "metrics/series.html", "partials/series.html", context, await service.tag())  # type: ignore[return-value]
 
     @get(
         "/top-countries",
@@ -146,12 +147,15 @@ class MetricsController(Controller):
     ) -> TopCountries:
         signed_in(request)
         filters = make_filters(start, end, country)
-        body = await get_metrics_service().top_countries(filters, by, limit, order)
+        service = get_metrics_service()
+        body = await service.top_countries(filters, by, limit, order)
 
         def context() -> dict[str, Any]:
             return _context(request, filters, top=msgspec.json.decode(body, type=TopCountries), by=by)
 
-        return answer(request, body, "metrics/top_countries.html", "partials/top_countries.html", context)  # type: ignore[return-value]
+        return answer(
+            request, body, "metrics/top_countries.html", "partials/top_countries.html", context, await service.tag()
+        )  # type: ignore[return-value]
 
     @get(
         "/top-countries/{country_name:str}",
@@ -165,12 +169,13 @@ class MetricsController(Controller):
         signed_in(request)
         name = _text("country_name", country_name) or ""
         filters = make_filters(start, end, None)
-        body = await get_metrics_service().country(name, filters)
+        service = get_metrics_service()
+        body = await service.country(name, filters)
 
         def context() -> dict[str, Any]:
             return _context(request, filters, detail=msgspec.json.decode(body, type=CountryDetail))
 
-        return answer(request, body, "metrics/country.html", "partials/country.html", context)  # type: ignore[return-value]
+        return answer(request, body, "metrics/country.html", "partials/country.html", context, await service.tag())  # type: ignore[return-value]
 
     @get(
         "/page",
@@ -191,7 +196,8 @@ class MetricsController(Controller):
         signed_in(request)
         filters = make_filters(start, end, country)
         text = _text("q", q)
-        body = await get_metrics_service().page(filters, text, page, size)
+        service = get_metrics_service()
+        body = await service.page(filters, text, page, size)
         query = _query(filters, q=text, size=size if size != 50 else None)
         countries = None if is_htmx(request) or wants_json(request) else await _countries()
 
@@ -199,7 +205,7 @@ class MetricsController(Controller):
             page_ = msgspec.json.decode(body, type=Page)
             return _context(request, filters, page=page_, q=text or "", size=size, query=query, countries=countries)
 
-        return answer(request, body, "metrics/page.html", "partials/page.html", context)  # type: ignore[return-value]
+        return answer(request, body, "metrics/page.html", "partials/page.html", context, await service.tag())  # type: ignore[return-value]
 
 
 class DashboardController(Controller):
@@ -227,12 +233,12 @@ class DashboardController(Controller):
             raise InvalidParameter("freq", f"freq must be one of {', '.join(FREQS)}, not {freq!r}")
         if by not in RANK_BY:
             raise InvalidParameter("by", f"by must be one of {', '.join(RANK_BY)}, not {by!r}")
-        # The dashboard's body holds no per-user content: rendered once per dataset version and
-        # view, then reused (the key carries the dataset tag, so it is never stale).
+        # No per-user content: rendered once per dataset version and view (answer() explains).
         tag = await service.tag()
-        key = cache_key(tag, "dashboard.html", **_query(filters), freq=freq, by=by)
-        body = _RENDERED.get(key)
-        if body is None:
+        htmx = is_htmx(request)
+        key = (cache_key(tag, "dashboard", **_query(filters), freq=freq, by=by), htmx)
+        rendered = RENDERED.get(key)
+        if rendered is None:
             context = _context(
                 request,
                 filters,
@@ -243,17 +249,11 @@ class DashboardController(Controller):
                 by=by,
                 countries=await _countries(),
             )
-            template = request.app.template_engine.get_template("partials/dashboard.html")
-            body = Markup(template.render(**context))  # noqa: S704 - an autoescaped Jinja render
-            _RENDERED[key] = body
-            while len(_RENDERED) > RENDERED_ENTRIES:
-                _RENDERED.popitem(last=False)
-        _RENDERED.move_to_end(key)
-        if is_htmx(request):
-            return Response(content=str(body), media_type="text/html", headers=headers)
-        context = {"user": request.scope.get("user"), "dashboard": body}
-        return Template(template_name="dashboard.html", context=context, headers=headers, media_type="text/html")
-
-
-RENDERED_ENTRIES = 64
-_RENDERED: OrderedDict[str, Markup] = OrderedDict()
+            if htmx:
+                partial = request.app.template_engine.get_template("partials/dashboard.html")
+                rendered = RENDERED.put(key, Markup(""), Markup(partial.render(**context)))  # noqa: S704
+            else:
+                rendered = RENDERED.put(key, *render_blocks(request, "dashboard.html", context))
+        if htmx:
+            return Response(content=str(rendered[1]), media_type="text/html", headers=headers)
+        return page_response(request, *rendered)

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -16,6 +17,7 @@ from litestar.exceptions import HTTPException, NotAuthorizedException, Permissio
 from litestar.handlers import BaseRouteHandler
 from litestar.response import Redirect, Template
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from markupsafe import Markup
 
 from app.auth.deps import get_accounts
 from app.lib.db import database_error_message
@@ -139,16 +141,76 @@ def wants_json(request: ASGIConnection) -> bool:
     return _asks(request.scope)[1]
 
 
-def answer(request: Request, body: bytes, page: str, partial: str, context: Callable[[], dict[str, Any]]) -> Response:
+class Rendered:
+    """Rendered HTML (a page's title and main block, or an htmx partial), least recently used first out.
+
+    Only what depends on the request's view and the data goes in: never the nav bar (user) or
+    a CSRF token, which the page shell adds on every request.
+    """
+
+    def __init__(self, entries: int = 128, max_bytes: int = 256_000) -> None:
+        self.entries = entries
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[Hashable, tuple[Markup, Markup]] = OrderedDict()
+
+    def get(self, key: Hashable) -> tuple[Markup, Markup] | None:
+        found = self._items.get(key)
+        if found is not None:
+            self._items.move_to_end(key)
+        return found
+
+    def put(self, key: Hashable, title: Markup, main: Markup) -> tuple[Markup, Markup]:
+        if len(main) <= self.max_bytes:
+            self._items[key] = (title, main)
+            while len(self._items) > self.entries:
+                self._items.popitem(last=False)
+        return title, main
+
+
+RENDERED = Rendered()
+
+
+def render_blocks(request: Request, name: str, context: dict[str, Any]) -> tuple[Markup, Markup]:
+    """A page template's `title` and `main` blocks, without the shell around them."""
+    template = request.app.template_engine.get_template(name)
+    jinja_context = template.new_context(context)
+    title = "".join(template.blocks["title"](jinja_context))
+    return Markup(title), Markup("".join(template.blocks["main"](jinja_context)))  # noqa: S704 - autoescaped renders
+
+
+def page_response(request: Request, title: Markup, main: Markup) -> Response:
+    """The page shell (nav bar with the user, footer) around a rendered main block."""
+    context = {"user": request.scope.get("user"), "title": title, "main": main}
+    return Template(template_name="shell.html", context=context, headers=dict(NO_STORE_HEADERS), media_type="text/html")
+
+
+def answer(
+    request: Request,
+    body: bytes,
+    page: str,
+    partial: str,
+    context: Callable[[], dict[str, Any]],
+    version: str,
+) -> Response:
     """One result, three ways: JSON bytes as they are, the full page, or the htmx partial.
 
-    `context` is only called for HTML, so API clients never pay for decoding the answer.
+    `context` is only called for HTML, and only when this view of this dataset `version` has
+    not been rendered yet: API clients never pay for decoding the answer, browsers rarely.
     """
-    headers = {"vary": VARY, "cache-control": "no-store"}
     if wants_json(request):
-        return Response(content=body, media_type=JSON, headers=headers)
-    template = partial if is_htmx(request) else page
-    return Template(template_name=template, context=context(), headers=headers, media_type="text/html")
+        return Response(content=body, media_type=JSON, headers=dict(NO_STORE_HEADERS))
+    htmx = is_htmx(request)
+    key = (partial if htmx else page, version, request.scope["query_string"], body)
+    rendered = RENDERED.get(key)
+    if rendered is None:
+        if htmx:
+            html = Markup(request.app.template_engine.get_template(partial).render(**context()))  # noqa: S704
+            rendered = RENDERED.put(key, Markup(""), html)
+        else:
+            rendered = RENDERED.put(key, *render_blocks(request, page, context()))
+    if htmx:
+        return Response(content=str(rendered[1]), media_type="text/html", headers=dict(NO_STORE_HEADERS))
+    return page_response(request, *rendered)
 
 
 # -- CSRF --------------------------------------------------------------------------------
