@@ -113,6 +113,7 @@ class Accounts:
         self.cache = cache
         self.limiter = LoginLimiter(cache)
         self._recent: dict[str, tuple[float, tuple[dict, Claims]]] = {}
+        self._checking: dict[str, asyncio.Future[tuple[dict, Claims] | None]] = {}
 
     # -- tokens --------------------------------------------------------------------------
 
@@ -149,17 +150,25 @@ class Accounts:
         """The active user a valid, unrevoked token names.
 
         A positive answer is kept in this process for TOKEN_MEMORY_SECONDS, so a busy client
-        costs no database or Redis read per request. Logout and password changes drop it here
-        at once; in other web processes a revoked token works for at most that long.
+        costs no database or Redis read per request; when it runs out, the client's concurrent
+        requests share one check. Logout and password changes drop it here at once; in other
+        web processes a revoked token works for at most that long.
         """
-        now = time.monotonic()
         remembered = self._recent.get(token)
-        if remembered is not None and remembered[0] > now:
+        if remembered is not None and remembered[0] > time.monotonic():
             return remembered[1]
+        checking = self._checking.get(token)
+        if checking is None:
+            checking = self._checking[token] = asyncio.ensure_future(self._check_and_remember(token))
+            checking.add_done_callback(lambda _: self._checking.pop(token, None))
+        return await asyncio.shield(checking)  # a client that goes away does not cancel the others' check
+
+    async def _check_and_remember(self, token: str) -> tuple[dict, Claims] | None:
         found = await self._check(token)
         if found is not None:
             if len(self._recent) >= TOKEN_MEMORY_ENTRIES:
                 self._recent.clear()
+            now = time.monotonic()
             until = min(now + TOKEN_MEMORY_SECONDS, now + found[1].expires_at - time.time())
             self._recent[token] = (until, found)
         return found

@@ -6,11 +6,11 @@ log has the method, the path, the status, the duration, the client address and t
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from datetime import UTC, datetime
 
+import msgspec
 from litestar.logging import LoggingConfig
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -22,6 +22,7 @@ REQUEST_FIELDS = ("method", "path", "status", "duration_ms", "client", "user_id"
 QUIET_PATHS = ("/health", "/ready", "/static/")  # probes and assets: logged at DEBUG
 
 request_logger = logging.getLogger("app.requests")
+_encode = msgspec.json.Encoder(enc_hook=str).encode  # about five times json.dumps; str() for the unknown
 
 
 class JsonFormatter(logging.Formatter):
@@ -39,18 +40,31 @@ class JsonFormatter(logging.Formatter):
                 line[field] = record.__dict__[field]
         if record.exc_info:
             line["traceback"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str)
+        return _encode(line).decode()
 
 
 def formatter(settings: Settings) -> logging.Formatter:
     return JsonFormatter() if settings.log_format == "json" else logging.Formatter(TEXT_FORMAT)
 
 
+def lean_records() -> None:
+    """Skip what no line here shows (the logging HOWTO's "Optimization"): finding the calling
+    function, thread, process and task names. A request line costs about a fifth less."""
+    logging._srcfile = None  # type: ignore[attr-defined]
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+    logging.logAsyncioTasks = False  # type: ignore[attr-defined]
+
+
 def litestar_logging(settings: Settings) -> LoggingConfig:
-    """The web process's logging: one handler on the root logger; uvicorn's own lines go through it too."""
+    """The web process's logging: one handler on the root logger; uvicorn's own lines go through it too.
+
+    Lines are written to stderr by the thread that logs, as uvicorn's access log does: Litestar's
+    queue handler (a listener thread) made each line cost twice as much on the event loop.
+    """
+    lean_records()
     style = {"()": JsonFormatter} if settings.log_format == "json" else {"format": TEXT_FORMAT}
     return LoggingConfig(
-        root={"level": settings.log_level, "handlers": ["queue_listener"]},
+        root={"level": settings.log_level, "handlers": ["console"]},
         formatters={"standard": style},
         loggers={
             "piccolo": {"level": "WARNING", "propagate": True},  # not its start-up chatter
@@ -64,6 +78,7 @@ def litestar_logging(settings: Settings) -> LoggingConfig:
 
 def configure_process_logging(settings: Settings) -> None:
     """For processes Litestar does not configure (taskiq worker and scheduler): the root handler's format."""
+    lean_records()
     root = logging.getLogger()
     if not root.handlers:
         root.addHandler(logging.StreamHandler())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from pathlib import Path
 
@@ -81,6 +82,9 @@ class ApplicationCore(InitPluginProtocol, CLIPluginProtocol):
 
                 await broker.startup()
                 await refresh.kiq()
+            # The ~150,000 objects of the loaded libraries live as long as the process: out of the
+            # collector's sight, a full collection no longer pauses every request for ~0.1 s.
+            gc.freeze()
 
         async def stop() -> None:
             from app.metrics.service import reset_metrics_service
