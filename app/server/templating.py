@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 
 from litestar.plugins.jinja import JinjaTemplateEngine
 
+from app.lib.settings import get_settings
 from app.server.web import csrf_token
 
 SYMBOLS = {"GBP": "£", "EUR": "€", "USD": "$", "JPY": "¥"}
@@ -68,6 +69,8 @@ def with_query(query: dict[str, str], **changes: Any) -> str:
 
 def configure(engine: JinjaTemplateEngine) -> None:
     env = engine.engine
+    # production (PostgreSQL) templates do not change under a running process: no stat() per render
+    env.auto_reload = not get_settings().is_postgres
     env.filters.update(money=money, number=number, percent=percent, day=day, moment=moment, period=period)
     env.filters["chart_json"] = chart_json
     env.globals["with_query"] = with_query
