@@ -340,6 +340,30 @@ def test_without_postgres_requests_get_a_quick_503_then_recover(stack, reference
     assert stack.get("/metrics/kpis").json() == expected(reference.kpis())
 
 
+def test_a_hung_postgres_gets_a_503_within_5_s_not_a_hang(stack, reference):
+    """Every process of the server stopped (SIGSTOP): connections stay open and nothing answers."""
+    stack.postgres.pause()
+    try:
+        time.sleep(2.5)  # past the 2 s a checked token is remembered: the next request needs the database
+        started = time.monotonic()
+        hung = stack.get("/metrics/kpis")
+        elapsed = time.monotonic() - started
+        assert hung.status_code == 503 and elapsed < 5, (hung.status_code, elapsed)
+        assert hung.json()["detail"] in {
+            "the database is unavailable; try again in a moment",  # the query's own timeout
+            "this took too long (the database or a computation is slow); try again in a moment",  # the deadline
+        }
+        assert hung.headers["retry-after"] == "5"
+        started = time.monotonic()
+        ready = stack.client.get("/ready")
+        assert ready.status_code == 503 and time.monotonic() - started < 5
+        assert ready.json()["database"]["error"].startswith("no answer within")
+    finally:
+        stack.postgres.resume()
+    wait_until(lambda: stack.get("/metrics/kpis").status_code == 200, 30, "answers once the server runs again")
+    assert stack.get("/metrics/kpis").json() == expected(reference.kpis())
+
+
 def test_an_import_killed_halfway_changes_nothing_and_the_next_one_works(stack, reference, data_csv_gz):
     count = ["psql", stack.env["DATABASE_URL"], "-tAc", "SELECT count(*) FROM transactions"]
     rows_before = subprocess.run(count, capture_output=True, text=True, check=True).stdout.strip()
@@ -368,7 +392,10 @@ def test_an_import_killed_halfway_changes_nothing_and_the_next_one_works(stack, 
 
 def test_no_process_logged_a_secret(stack):
     logs = "".join(stack.log(name) for name in stack.processes)
-    assert '"path": "/metrics/kpis"' in logs  # JSON request lines (LOG_FORMAT=json, as compose sets)
+    lines = [json.loads(line) for line in stack.log("web").splitlines() if line.startswith("{")]
+    requests = [line for line in lines if line["logger"] == "app.requests"]  # LOG_FORMAT=json, as compose sets
+    assert {"method", "path", "status", "duration_ms", "client", "user_id"} <= set(requests[0])
+    assert any(line["path"] == "/metrics/kpis" and line["status"] == 503 for line in requests)
     for secret in (stack.token, ACCOUNT["password"], stack.env["SECRET_KEY"], "$argon2id$"):
         assert secret not in logs
 

@@ -111,7 +111,7 @@ class MetricsService:
         self._load = load
         self._tag = Batched(tag)
         self._dataset: Dataset | None = None
-        self._loading = asyncio.Lock()
+        self._reading: asyncio.Future[Dataset] | None = None
         self._known_tag: str | None = None
         self._listening = False
         self._listener: Any = None
@@ -177,27 +177,32 @@ class MetricsService:
         await self.listen(dsn)
 
     async def dataset(self, tag: str | None = None) -> Dataset:
-        """The frame of the dataset `tag` (default: the current one), read once per version."""
+        """The frame of the dataset `tag` (default: the current one), read once per version.
+
+        Concurrent callers share one read, which goes on even if they give up (a request
+        past its deadline), so a slow read is never started twice.
+        """
         tag = tag or await self.tag()
         held = self._dataset
         if held is not None and held.tag == tag:
             return held
-        async with self._loading:
-            held = self._dataset
-            if held is not None and held.tag == tag:
-                return held
-            self._dataset = None  # let the old frame go before the new one is read
-            started = time.perf_counter()
-            dataset = await self._load(self.settings)
-            self.loads += 1
-            logger.info(
-                "dataset version %d loaded: %d sales lines in %.2f s",
-                dataset.version,
-                dataset.sales.height,
-                time.perf_counter() - started,
-            )
-            self._dataset = dataset
-            return dataset
+        if self._reading is None or self._reading.done():
+            self._reading = asyncio.ensure_future(self._read())
+        return await asyncio.shield(self._reading)
+
+    async def _read(self) -> Dataset:
+        self._dataset = None  # let the old frame go before the new one is read
+        started = time.perf_counter()
+        dataset = await self._load(self.settings)
+        self.loads += 1
+        logger.info(
+            "dataset version %d loaded: %d sales lines in %.2f s",
+            dataset.version,
+            dataset.sales.height,
+            time.perf_counter() - started,
+        )
+        self._dataset = dataset
+        return dataset
 
     # -- answers ---------------------------------------------------------------------------
 

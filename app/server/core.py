@@ -46,7 +46,7 @@ class ApplicationCore(InitPluginProtocol, CLIPluginProtocol):
         from app.server.health import HealthController
         from app.server.openapi import openapi_config
         from app.server.templating import configure
-        from app.server.web import AuthMiddleware, before_send, handle_exception
+        from app.server.web import AuthMiddleware, Deadline, before_send, handle_exception
 
         settings = self.settings
         app_config.route_handlers.extend(
@@ -60,7 +60,7 @@ class ApplicationCore(InitPluginProtocol, CLIPluginProtocol):
                 create_static_files_router(path="/static", directories=[ROOT / "static"], name="static"),
             ]
         )
-        app_config.middleware.insert(0, DefineMiddleware(AuthMiddleware))
+        app_config.middleware[:0] = [DefineMiddleware(Deadline), DefineMiddleware(AuthMiddleware)]
         app_config.exception_handlers[Exception] = handle_exception
         app_config.before_send.append(before_send)
         app_config.openapi_config = openapi_config()

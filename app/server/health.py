@@ -98,10 +98,12 @@ class HealthController(Controller):
     @get("/ready", summary="Database and Redis reachable; dataset version; age of the cached results")
     async def ready(self) -> Response[Readiness]:
         service = get_metrics_service()
-        tag, database = await _timed(dataset_tag, database_error_message)
         if get_settings().redis_url and service.cache.client is not None:
-            _, redis = await _timed(service.cache.client.ping, _redis_error)
+            (tag, database), (_, redis) = await asyncio.gather(
+                _timed(dataset_tag, database_error_message), _timed(service.cache.client.ping, _redis_error)
+            )
         else:
+            tag, database = await _timed(dataset_tag, database_error_message)
             redis = Dependency(ok=True, configured=False)
         refreshed_at = age = None
         if tag is not None:
