@@ -8,6 +8,7 @@ worker and a taskiq scheduler. The tests run in order and share the stack.
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import re
@@ -114,12 +115,12 @@ class Stack:
         self.client = httpx.Client(base_url=self.base, timeout=30)
         self.token = ""
 
-    def start(self, name: str, service: str | None = None) -> subprocess.Popen:
+    def start(self, name: str, service: str | None = None, **env: str) -> subprocess.Popen:
         log = (self.root / f"{name}.log").open("a")
         process = subprocess.Popen(
             compose_command(service or name),
             cwd=ROOT,
-            env=self.env,
+            env={**self.env, **env},
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -388,6 +389,45 @@ def test_an_import_killed_halfway_changes_nothing_and_the_next_one_works(stack, 
     assert again.returncode == 0, again.stdout + again.stderr
     assert stack.ready()["dataset"]["version"] == 2
     assert stack.get("/metrics/kpis").json() == expected(reference.kpis())
+
+
+def test_sigterm_lets_the_web_finish_its_requests_and_the_worker_its_task(stack, reference):
+    """What `docker stop` (SIGTERM to the container's main process) does to web and worker."""
+    # web: a fresh process has no frame yet, so an uncached view takes seconds (the frame is read)
+    port = free_port()
+    web = stack.start("web-stopped", "web", PORT=str(port))
+    base = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        try:
+            return httpx.get(base + "/health", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    wait_until(up, 90, "a second web process")
+    answer: list[httpx.Response] = []
+    headers = {"accept": "application/json", "authorization": f"Bearer {stack.token}"}
+    query = {"country": "Portugal", "start": "2011-02-01"}
+    request = threading.Thread(
+        target=lambda: answer.append(httpx.get(base + "/metrics/kpis", params=query, headers=headers, timeout=30))
+    )
+    request.start()
+    time.sleep(0.3)  # the request is in flight
+    web.send_signal(signal.SIGTERM)
+    request.join()
+    assert answer[0].status_code == 200
+    assert answer[0].json() == expected(reference.kpis(start=datetime.date(2011, 2, 1), country="Portugal"))
+    assert web.wait(timeout=30) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal once it has shut down
+    assert "Application shutdown complete" in stack.log("web-stopped")
+    assert "dataset version 2 loaded" in stack.log("web-stopped"), "the request did not need the frame"
+
+    # worker: a fresh worker's first refresh reads the frame (seconds); SIGTERM waits for it
+    worker = stack.start("worker-stopped", "worker")
+    wait_until(lambda: "Executing task metrics.refresh" in stack.log("worker-stopped"), 30, "a refresh", 0.02)
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=60) in (0, -signal.SIGTERM)
+    log = stack.log("worker-stopped")
+    assert "refresh: dataset version 2" in log.split("Executing task metrics.refresh", 1)[1], log
 
 
 def test_no_process_logged_a_secret(stack):

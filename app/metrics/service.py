@@ -176,6 +176,11 @@ class MetricsService:
         await asyncio.sleep(5)
         await self.listen(dsn)
 
+    @property
+    def held_version(self) -> int | None:
+        """The dataset version of the frame this process holds, if any."""
+        return self._dataset.version if self._dataset is not None else None
+
     async def dataset(self, tag: str | None = None) -> Dataset:
         """The frame of the dataset `tag` (default: the current one), read once per version.
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import logging
 import os
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from app.lib.logs import RequestLogMiddleware, litestar_logging
 from app.lib.settings import Settings, SettingsError, get_settings
 
 ROOT = Path(__file__).resolve().parents[2]
+logger = logging.getLogger(__name__)
 
 
 class ApplicationCore(InitPluginProtocol, CLIPluginProtocol):
@@ -76,6 +79,8 @@ class ApplicationCore(InitPluginProtocol, CLIPluginProtocol):
 
                 await engine().start_connection_pool(min_size=1, max_size=10)
                 await get_metrics_service().listen(settings.database_url)
+                # read the frame now, in the background, rather than on the first uncached request
+                background.add(asyncio.create_task(_preload()))
             if not settings.redis_url:
                 # Embedded: the in-process broker runs the refresh as a background task here.
                 from app.metrics.jobs import broker, refresh
@@ -100,6 +105,18 @@ class ApplicationCore(InitPluginProtocol, CLIPluginProtocol):
         app_config.on_startup.append(start)
         app_config.on_shutdown.append(stop)
         return app_config
+
+
+background: set[asyncio.Task] = set()  # tasks started at start-up (a reference keeps them alive)
+
+
+async def _preload() -> None:
+    from app.metrics.service import get_metrics_service
+
+    try:
+        await get_metrics_service().dataset()
+    except Exception as error:  # noqa: BLE001 - the first request will try again and say what is wrong
+        logger.warning("could not read the dataset at start-up (%s: %s)", type(error).__name__, error)
 
 
 def build_app() -> Litestar:

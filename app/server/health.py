@@ -51,6 +51,7 @@ class CacheState(msgspec.Struct):
 
 
 class ProcessState(msgspec.Struct):
+    frame_version: int | None  # the dataset version whose frame this process holds (None: not read yet)
     answers_computed: int  # answers this process computed itself (cache misses)
     answers_local: int  # answers served from this process's own copy
 
@@ -129,6 +130,8 @@ class HealthController(Controller):
                 errors=stats.errors,
                 skipped=stats.skipped,
             ),
-            process=ProcessState(answers_computed=service.computed, answers_local=service.local_hits),
+            process=ProcessState(
+                frame_version=service.held_version, answers_computed=service.computed, answers_local=service.local_hits
+            ),
         )
         return Response(body, status_code=200 if database.ok else 503, headers={"cache-control": "no-store"})
