@@ -437,3 +437,35 @@ async def test_the_api_documentation_works_offline(client):
     spec = await client.get("/schema/openapi.json")
     assert spec.status_code == 200 and "/metrics/kpis" in spec.json()["paths"]
     assert (await client.get("/static/redoc.standalone.js")).status_code == 200
+
+
+async def test_health_and_ready_need_no_login(client, small):
+    health = await client.get("/health")
+    assert health.status_code == 200 and health.json() == {"status": "ok"}
+    ready = await client.get("/ready")
+    assert ready.status_code == 200
+    body = ready.json()
+    assert body["status"] == "ready" and body["database"]["ok"] is True
+    assert body["redis"] == {"ok": True, "configured": False, "latency_ms": None, "error": None}
+    assert body["dataset"]["version"] == 1
+    assert body["cache"]["backend"] == "in-process"
+    assert ready.headers["cache-control"] == "no-store"
+
+
+async def test_one_log_line_per_request_without_the_query_or_the_token(client, small, caplog):
+    import logging
+
+    await register(client)
+    token = await login(client)
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="app.requests"):
+        await client.get("/metrics/kpis?start=2010-12-01&_csrf=secret-value", headers=bearer(token))
+        await client.get("/no-such-page", headers=HTML)
+    lines = [record for record in caplog.records if record.name == "app.requests"]
+    assert [(r.method, r.path, r.status) for r in lines] == [
+        ("GET", "/metrics/kpis", 200),
+        ("GET", "/no-such-page", 404),
+    ]
+    assert lines[0].user_id is not None and lines[0].duration_ms > 0
+    text = "\n".join(f"{record.getMessage()} {record.__dict__}" for record in lines)
+    assert "secret-value" not in text and token not in text and "2010-12-01" not in text
