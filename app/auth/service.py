@@ -7,20 +7,22 @@ import re
 import secrets
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
 import jwt
 import msgspec
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from app.auth.passwords import hash_password, verify_password
 from app.auth.tables import User
-from app.lib.cache import REDIS_TIMEOUT_SECONDS, Cache
+from app.lib.cache import FAILED, Cache, Failed
 from app.lib.db import postgres_pool
 from app.lib.settings import Settings
 
+T = TypeVar("T")
 USERNAME = re.compile(r"[A-Za-z0-9_.-]{3,30}")
 PASSWORD_LENGTH = (8, 1024)
 BAD_LOGIN = "wrong username or password"
@@ -282,9 +284,13 @@ class LoginLimiter:
             failures.popleft()
         return failures
 
-    def _shared(self) -> Redis | None:
+    async def _shared(self, operation: Callable[[Redis], Awaitable[T]]) -> T | Failed:
+        """`operation` on Redis through the cache's breaker; FAILED without Redis or while it is down."""
         cache = self.cache
-        return cache.client if cache is not None and cache.client is not None and cache.available else None
+        if cache is None or cache.client is None:
+            return FAILED
+        client = cache.client
+        return await cache.call(lambda: operation(client))
 
     @staticmethod
     def _redis_key(key: tuple[str, str]) -> str:
@@ -292,25 +298,21 @@ class LoginLimiter:
 
     async def check(self, client: str, username: str) -> None:
         now = time.time()
-        oldest: dict[tuple[str, str], list[float]] = {}
-        for key in self._keys(client, username):
-            failures = self._local(key, now)
-            oldest[key] = list(failures)
-        redis = self._shared()
-        if redis is not None:
-            try:
-                async with asyncio.timeout(REDIS_TIMEOUT_SECONDS * 4):
-                    async with redis.pipeline(transaction=False) as pipe:
-                        for key in oldest:
-                            pipe.zremrangebyscore(self._redis_key(key), 0, now - self.window)
-                            pipe.zrange(self._redis_key(key), 0, -1, withscores=True)
-                        answers = await pipe.execute()
-                for key, entries in zip(oldest, answers[1::2], strict=True):
-                    shared = sorted(score for _, score in entries)
-                    if len(shared) > len(oldest[key]):
-                        oldest[key] = shared
-            except (RedisError, OSError, TimeoutError) as error:
-                self.cache._failed(error)  # type: ignore[union-attr]
+        oldest = {key: list(self._local(key, now)) for key in self._keys(client, username)}
+
+        async def read(redis: Redis) -> list:
+            async with redis.pipeline(transaction=False) as pipe:
+                for key in oldest:
+                    pipe.zremrangebyscore(self._redis_key(key), 0, now - self.window)
+                    pipe.zrange(self._redis_key(key), 0, -1, withscores=True)
+                return await pipe.execute()
+
+        answers = await self._shared(read)
+        if answers is not FAILED:
+            for key, entries in zip(oldest, answers[1::2], strict=True):
+                shared = sorted(score for _, score in entries)
+                if len(shared) > len(oldest[key]):
+                    oldest[key] = shared
         for key, failures in oldest.items():
             if len(failures) >= self.limits[key[0]]:
                 first_counted = failures[len(failures) - self.limits[key[0]]]
@@ -323,27 +325,17 @@ class LoginLimiter:
         if len(self._failures) > 100_000:  # bounded: forget the oldest keys
             for stale in list(self._failures)[:50_000]:
                 del self._failures[stale]
-        redis = self._shared()
-        if redis is None:
-            return
-        try:
-            async with asyncio.timeout(REDIS_TIMEOUT_SECONDS * 4):
-                async with redis.pipeline(transaction=False) as pipe:
-                    for key in self._keys(client, username):
-                        pipe.zadd(self._redis_key(key), {f"{now}:{secrets.token_hex(4)}": now})
-                        pipe.expire(self._redis_key(key), int(self.window) + 1)
-                    await pipe.execute()
-        except (RedisError, OSError, TimeoutError) as error:
-            self.cache._failed(error)  # type: ignore[union-attr]
+
+        async def record(redis: Redis) -> None:
+            async with redis.pipeline(transaction=False) as pipe:
+                for key in self._keys(client, username):
+                    pipe.zadd(self._redis_key(key), {f"{now}:{secrets.token_hex(4)}": now})
+                    pipe.expire(self._redis_key(key), int(self.window) + 1)
+                await pipe.execute()
+
+        await self._shared(record)
 
     async def succeeded(self, client: str, username: str) -> None:
         key = ("user", username.casefold())
         self._failures.pop(key, None)
-        redis = self._shared()
-        if redis is None:
-            return
-        try:
-            async with asyncio.timeout(REDIS_TIMEOUT_SECONDS * 4):
-                await redis.delete(self._redis_key(key))
-        except (RedisError, OSError, TimeoutError) as error:
-            self.cache._failed(error)  # type: ignore[union-attr]
+        await self._shared(lambda redis: redis.delete(self._redis_key(key)))

@@ -8,11 +8,14 @@ so a dead Redis makes requests slower, never broken, and costs nothing per reque
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TypeVar
 
 from litestar.stores.base import Store
 from litestar.stores.redis import RedisStore
@@ -91,6 +94,14 @@ def redis_client(url: str) -> Redis:
     )
 
 
+class Failed(enum.Enum):
+    FAILED = "failed"
+
+
+FAILED = Failed.FAILED  # what Cache.call answers instead of raising
+T = TypeVar("T")
+
+
 @dataclass
 class CacheStats:
     hits: int = 0
@@ -130,15 +141,22 @@ class Cache:
             )
         self._open_until = time.monotonic() + self.cooldown
 
-    async def get(self, key: str) -> bytes | None:
+    async def call(self, operation: Callable[[], Awaitable[T]]) -> T | Failed:
+        """One call to the backing store under the breaker: FAILED when the breaker is open or
+        the call fails or hangs (which opens it), never an exception."""
         if not self.available:
             self.stats.skipped += 1
-            return None
+            return FAILED
         try:
             async with asyncio.timeout(REDIS_TIMEOUT_SECONDS * 4):
-                value = await self.store.get(key)
+                return await operation()
         except (RedisError, OSError, TimeoutError) as error:
             self._failed(error)
+            return FAILED
+
+    async def get(self, key: str) -> bytes | None:
+        value = await self.call(lambda: self.store.get(key))
+        if value is FAILED:
             return None
         if value is None:
             self.stats.misses += 1
@@ -147,14 +165,7 @@ class Cache:
         return value
 
     async def set(self, key: str, value: bytes, expires_in: int | None = None) -> bool:
-        if not self.available:
-            self.stats.skipped += 1
-            return False
-        try:
-            async with asyncio.timeout(REDIS_TIMEOUT_SECONDS * 4):
-                await self.store.set(key, value, expires_in=expires_in)
-        except (RedisError, OSError, TimeoutError) as error:
-            self._failed(error)
+        if await self.call(lambda: self.store.set(key, value, expires_in=expires_in)) is FAILED:
             return False
         self.stats.stores += 1
         return True
