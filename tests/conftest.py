@@ -104,13 +104,14 @@ def cli_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def run_cli(*args: str, timeout: float = 180, **env: str) -> subprocess.CompletedProcess[str]:
+def run_cli(*args: str, timeout: float = 180, input: str | None = None, **env: str) -> subprocess.CompletedProcess[str]:
     """`litestar ARGS` in a subprocess, exactly as a user runs it (from the project root)."""
     litestar = Path(sys.executable).with_name("litestar")
     return subprocess.run(
         [str(litestar), *args],
         cwd=ROOT,
         env=cli_env(**env),
+        input=input,
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -128,11 +129,7 @@ class RedisServer:
     """A private redis-server for one test, so it can be stopped, hung and restarted safely."""
 
     def __init__(self, root: Path) -> None:
-        import socket
-
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
+        self.port = free_port()
         self.root = root
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.process: subprocess.Popen | None = None
@@ -196,9 +193,7 @@ class PostgresServer:
     """
 
     def __init__(self) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
+        self.port = free_port()
         self.root = Path(tempfile.mkdtemp(prefix="shop-pg-"))
         self.data = self.root / "data"
         self.log = self.root / "server.log"
@@ -251,14 +246,21 @@ def redis_server(tmp_path: Path):
     server.stop()
 
 
+def stop_server(server: subprocess.Popen) -> None:
+    """SIGTERM (a graceful stop), then SIGKILL after 15 s."""
+    server.terminate()
+    try:
+        server.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        server.kill()
+
+
 @contextlib.contextmanager
 def live_server(log_dir: Path):
     """`litestar run` on a free port against the database under test; yields (process, base URL)."""
     import httpx
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     litestar = Path(sys.executable).with_name("litestar")
     log_path = log_dir / "server.log"
     with log_path.open("w") as log:
@@ -278,8 +280,4 @@ def live_server(log_dir: Path):
                     time.sleep(0.2)
             yield server, base
         finally:
-            server.terminate()
-            try:
-                server.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                server.kill()
+            stop_server(server)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -14,7 +13,7 @@ import pytest
 
 from app import create_app
 from app.ingest.service import import_file
-from tests.conftest import ROOT, cli_env
+from tests.conftest import ROOT, cli_env, free_port, stop_server
 
 pytestmark = pytest.mark.usefixtures("empty_db")
 
@@ -30,12 +29,6 @@ async def test_static_assets_are_vendored(tmp_path: Path) -> None:
         assert chart.status_code == 200 and "uPlot" in chart.text
         login = await client.get("/login", headers={"accept": "text/html"})
         assert "doi:10.24432/C5BW33" in login.text  # the data set is cited where figures are shown
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 async def test_litestar_run_serves_a_fresh_embedded_instance(tmp_path: Path) -> None:
@@ -72,11 +65,7 @@ async def test_litestar_run_serves_a_fresh_embedded_instance(tmp_path: Path) -> 
         assert (data_dir / "shop.sqlite3").exists()
         assert (data_dir / "secret_key").exists()
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_server(server)
 
 
 async def test_the_embedded_app_precomputes_the_figures_on_start(tmp_path: Path) -> None:

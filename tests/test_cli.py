@@ -8,7 +8,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -210,28 +209,10 @@ async def test_users_create_admin(empty_db) -> None:
     from app.auth.tables import User
 
     await User.delete(force=True).run()
-    created = subprocess.run(
-        [str(Path(sys.executable).with_name("litestar")), "users", "create-admin", "root.admin", "--password-stdin"],
-        cwd=ROOT,
-        env=cli_env(),
-        input="a strong admin password\n",
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    created = run_cli("users", "create-admin", "root.admin", "--password-stdin", input="a strong admin password\n")
     assert created.returncode == 0, created.stderr
     assert "admin root.admin created" in created.stdout
     again = run_cli("users", "create-admin", "ROOT.admin", "--password-stdin")
     assert again.returncode == 1 and "exists already" in again.stderr and "--promote" in again.stderr
-    short = subprocess.run(
-        [str(Path(sys.executable).with_name("litestar")), "users", "create-admin", "other", "--password-stdin"],
-        cwd=ROOT,
-        env=cli_env(),
-        input="short\n",
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    short = run_cli("users", "create-admin", "other", "--password-stdin", input="short\n")
     assert short.returncode == 1 and "8 to 1024" in short.stderr

@@ -19,7 +19,7 @@ from app.lib.settings import Settings
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # the request log's fields, kept as JSON keys (and nothing else from `extra`)
 REQUEST_FIELDS = ("method", "path", "status", "duration_ms", "client", "user_id")
-QUIET_PATHS = ("/health", "/ready", "/static/")  # probes and assets: logged at DEBUG
+QUIET_PATHS = (b"/health", b"/ready", b"/static/")  # probes and assets: logged at DEBUG
 
 request_logger = logging.getLogger("app.requests")
 _encode = msgspec.json.Encoder(enc_hook=str).encode  # about five times json.dumps; str() for the unknown
@@ -110,12 +110,9 @@ class RequestLogMiddleware:
             await self.app(scope, receive, send_and_note)
         finally:
             path = scope.get("raw_path") or scope["path"].encode()
-            level = logging.DEBUG if path.startswith(QUIET_PATHS_BYTES) and status < 400 else logging.INFO
+            level = logging.DEBUG if path.startswith(QUIET_PATHS) and status < 400 else logging.INFO
             if request_logger.isEnabledFor(level):
                 _log_request(scope, level, status, (time.perf_counter() - started) * 1000)
-
-
-QUIET_PATHS_BYTES = tuple(path.encode() for path in QUIET_PATHS)
 
 
 def _log_request(scope: Scope, level: int, status: int, duration_ms: float) -> None:

@@ -72,6 +72,11 @@ class UnknownCountry(MetricsError):
         self.country = country
 
 
+def tag_version(tag: str) -> int:
+    """The dataset version a dataset tag (`version.started_at`, app.ingest.service.dataset_tag) names."""
+    return int(tag.split(".")[0])
+
+
 @dataclass(frozen=True)
 class Dataset:
     """One dataset version, cleaned once (METRICS.md "Sales lines")."""
@@ -83,7 +88,7 @@ class Dataset:
 
     @property
     def version(self) -> int:
-        return int(self.tag.split(".")[0])
+        return tag_version(self.tag)
 
     def country(self, name: str) -> str:
         """The stored name of a country given in any case; UnknownCountry if there is none."""

@@ -20,7 +20,16 @@ from app.metrics.analytics import FREQS, RANK_BY, InvalidParameter
 from app.metrics.schemas import CountryDetail, Filters, Kpis, Page, Series, TopCountries
 from app.metrics.service import cache_key, get_metrics_service
 from app.server.openapi import BEARER, errors
-from app.server.web import RENDERED, answer, is_htmx, page_response, render_blocks, signed_in, wants_json
+from app.server.web import (
+    NO_STORE_HEADERS,
+    RENDERED,
+    answer,
+    is_htmx,
+    page_response,
+    render_blocks,
+    signed_in,
+    wants_json,
+)
 
 MAX_TEXT = 100
 
@@ -103,7 +112,7 @@ class MetricsController(Controller):
         def context() -> dict[str, Any]:
             return _context(request, filters, kpis=msgspec.json.decode(body, type=Kpis))
 
-        return answer(request, body, "metrics/kpis.html", "partials/kpis.html", context, await service.tag())  # type: ignore[return-value]
+        return await answer(request, body, "metrics/kpis.html", "partials/kpis.html", context, service.tag)  # type: ignore[return-value]
 
     @get(
         "/series",
@@ -127,7 +136,7 @@ class MetricsController(Controller):
         def context() -> dict[str, Any]:
             return _context(request, filters, series=msgspec.json.decode(body, type=Series), freq=freq)
 
-        return answer(request, body, "metrics/series.html", "partials/series.html", context, await service.tag())  # type: ignore[return-value]
+        return await answer(request, body, "metrics/series.html", "partials/series.html", context, service.tag)  # type: ignore[return-value]
 
     @get(
         "/top-countries",
@@ -153,8 +162,8 @@ class MetricsController(Controller):
         def context() -> dict[str, Any]:
             return _context(request, filters, top=msgspec.json.decode(body, type=TopCountries), by=by)
 
-        return answer(
-            request, body, "metrics/top_countries.html", "partials/top_countries.html", context, await service.tag()
+        return await answer(
+            request, body, "metrics/top_countries.html", "partials/top_countries.html", context, service.tag
         )  # type: ignore[return-value]
 
     @get(
@@ -175,7 +184,7 @@ class MetricsController(Controller):
         def context() -> dict[str, Any]:
             return _context(request, filters, detail=msgspec.json.decode(body, type=CountryDetail))
 
-        return answer(request, body, "metrics/country.html", "partials/country.html", context, await service.tag())  # type: ignore[return-value]
+        return await answer(request, body, "metrics/country.html", "partials/country.html", context, service.tag)  # type: ignore[return-value]
 
     @get(
         "/page",
@@ -205,7 +214,7 @@ class MetricsController(Controller):
             page_ = msgspec.json.decode(body, type=Page)
             return _context(request, filters, page=page_, q=text or "", size=size, query=query, countries=countries)
 
-        return answer(request, body, "metrics/page.html", "partials/page.html", context, await service.tag())  # type: ignore[return-value]
+        return await answer(request, body, "metrics/page.html", "partials/page.html", context, service.tag)  # type: ignore[return-value]
 
 
 class DashboardController(Controller):
@@ -224,9 +233,10 @@ class DashboardController(Controller):
     ) -> Response:
         signed_in(request)
         filters = make_filters(start, end, country)
-        headers = {"vary": "Accept, HX-Request", "cache-control": "no-store"}
+        headers = dict(NO_STORE_HEADERS)
         service = get_metrics_service()
-        if await service.tag() == "0":  # nothing imported yet
+        tag = await service.tag()
+        if tag == "0":  # nothing imported yet
             context = _context(request, filters)
             return Template(template_name="empty.html", context=context, headers=headers, media_type="text/html")
         if freq not in FREQS:
@@ -234,7 +244,6 @@ class DashboardController(Controller):
         if by not in RANK_BY:
             raise InvalidParameter("by", f"by must be one of {', '.join(RANK_BY)}, not {by!r}")
         # No per-user content: rendered once per dataset version and view (answer() explains).
-        tag = await service.tag()
         htmx = is_htmx(request)
         key = (cache_key(tag, "dashboard", **_query(filters), freq=freq, by=by), htmx)
         rendered = RENDERED.get(key)

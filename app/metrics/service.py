@@ -324,9 +324,9 @@ class MetricsService:
         views.append((cache_key(tag, "page", **params), encode(first_page)))
         return views
 
-    async def last_refresh(self) -> RefreshReport | None:
-        """The report of the last refresh of the current dataset, if the cache holds it."""
-        body = await self.cache.get(refresh_marker(await self.tag()))
+    async def last_refresh(self, tag: str | None = None) -> RefreshReport | None:
+        """The report of the last refresh of the dataset `tag` (default: the current one), if cached."""
+        body = await self.cache.get(refresh_marker(tag or await self.tag()))
         return msgspec.json.decode(body, type=RefreshReport) if body else None
 
     async def close(self) -> None:

@@ -18,7 +18,8 @@ from redis.exceptions import RedisError
 from app.ingest.service import dataset_tag
 from app.lib.db import database_error_message
 from app.lib.settings import get_settings
-from app.metrics.service import get_metrics_service, refresh_marker
+from app.metrics.analytics import tag_version
+from app.metrics.service import get_metrics_service
 
 PROBE_TIMEOUT_SECONDS = 3.0
 
@@ -106,20 +107,16 @@ class HealthController(Controller):
         else:
             tag, database = await _timed(dataset_tag, database_error_message)
             redis = Dependency(ok=True, configured=False)
-        refreshed_at = age = None
-        if tag is not None:
-            marker = await service.cache.get(refresh_marker(str(tag)))
-            if marker is not None:
-                refreshed_at = msgspec.json.decode(marker, type=dict)["refreshed_at"]
-                refreshed_at = datetime.fromisoformat(refreshed_at)
-                age = round((datetime.now(UTC) - refreshed_at).total_seconds(), 1)
+        report = await service.last_refresh(str(tag)) if tag is not None else None
+        refreshed_at = report.refreshed_at if report else None
+        age = round((datetime.now(UTC) - refreshed_at).total_seconds(), 1) if refreshed_at else None
         stats = service.cache.stats
         status = "unavailable" if not database.ok else "ready" if redis.ok else "degraded"
         body = Readiness(
             status=status,
             database=database,
             redis=redis,
-            dataset=DatasetState(version=int(str(tag).split(".")[0]) if tag else None, tag=str(tag) if tag else None),
+            dataset=DatasetState(version=tag_version(str(tag)) if tag else None, tag=str(tag) if tag else None),
             cache=CacheState(
                 backend="redis" if service.cache.client is not None else "in-process",
                 refreshed_at=refreshed_at,

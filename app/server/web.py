@@ -7,7 +7,7 @@ import asyncio
 import logging
 import secrets
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -233,23 +233,24 @@ def page_response(request: Request, title: Markup, main: Markup) -> Response:
     return Response(content=html, media_type="text/html", headers=dict(NO_STORE_HEADERS))
 
 
-def answer(
+async def answer(
     request: Request,
     body: bytes,
     page: str,
     partial: str,
     context: Callable[[], dict[str, Any]],
-    version: str,
+    version: Callable[[], Awaitable[str]],
 ) -> Response:
     """One result, three ways: JSON bytes as they are, the full page, or the htmx partial.
 
-    `context` is only called for HTML, and only when this view of this dataset `version` has
-    not been rendered yet: API clients never pay for decoding the answer, browsers rarely.
+    For HTML only, `version()` gives the dataset version (the page's lists, such as the
+    countries, depend on it) and `context` is called when this view of that version has not
+    been rendered yet: API clients never pay for either, browsers rarely for the rendering.
     """
     if wants_json(request):
         return Response(content=body, media_type=JSON, headers=dict(NO_STORE_HEADERS))
     htmx = is_htmx(request)
-    key = (partial if htmx else page, version, request.scope["query_string"], body)
+    key = (partial if htmx else page, await version(), request.scope["query_string"], body)
     rendered = RENDERED.get(key)
     if rendered is None:
         if htmx:
