@@ -145,3 +145,45 @@ def test_the_refresh_cli_reports_what_it_computed(tmp_path):
     assert (report.views, report.version, report.cached) == (13, 1, True)
     refused = run_cli("metrics", "refresh", "--queue")
     assert refused.returncode == 1 and "needs REDIS_URL" in refused.stderr
+
+
+def test_sigint_lets_a_running_polars_query_finish_in_the_worker():
+    """taskiq stops its worker with SIGINT and waits for the task; a Polars query must not be aborted by it.
+
+    Polars hooks SIGINT at import and turns it into a KeyboardInterrupt inside any running query;
+    `app.worker` gives SIGINT back to the handler taskiq installed (here, one that records it).
+    """
+    script = """
+import os, signal, threading, time
+received = []
+signal.signal(signal.SIGINT, lambda number, frame: received.append(number))  # as taskiq's worker does
+import app.worker
+import polars as pl
+
+outcome = []
+started = threading.Event()
+def query():
+    frame = pl.DataFrame({"a": range(2_000_000)}).lazy()
+    started.set()
+    try:
+        for _ in range(250):
+            frame.group_by((pl.col("a") % 7).alias("key")).agg(pl.col("a").sort().sum()).collect()
+        outcome.append("finished")
+    except BaseException as error:
+        outcome.append(type(error).__name__)
+worker = threading.Thread(target=query)
+worker.start()
+started.wait()
+time.sleep(0.5)
+os.kill(os.getpid(), signal.SIGINT)
+sent = time.monotonic()
+worker.join()
+print(outcome[0], received == [signal.SIGINT], time.monotonic() - sent > 0.05)
+"""
+    env = {**cli_env(), "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    # the query ran on after the signal, to its end, and the handler still got the signal
+    assert done.stdout.split() == ["finished", "True", "True"], done.stdout + done.stderr
