@@ -30,7 +30,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from web_bench import BARE_APP, DATA, PG, REDIS, ROOT, free_port, serve
+from web_bench import BARE_APP, DATA, PG, REDIS, ROOT, clean_up, free_port, serve
 
 JSON, HTML = "application/json", "text/html"
 MIX = [  # (path, Accept, htmx partial)
@@ -186,13 +186,7 @@ def main() -> None:
         print(f"  RSS growth 10 s -> end  {growth:+.1f}%  (target < 10%) {'ok' if growth < 10 else 'MISSED'}")
         print(json.dumps({"result": result, "baseline": baseline, "rss_mb": [round(s) for s in samples]}))
     finally:
-        for process in processes:
-            if process.poll() is None:
-                process.terminate()
-                process.wait(timeout=30)
-        subprocess.run(
-            ["psql", f"{PG}/postgres", "-qc", f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"], check=False
-        )
+        clean_up(processes, database)
 
 
 if __name__ == "__main__":

@@ -68,6 +68,15 @@ def serve(target: str, env: dict[str, str], factory: bool = False) -> tuple[subp
             time.sleep(0.2)
 
 
+def clean_up(processes: list[subprocess.Popen], database: str) -> None:
+    """Stop the servers the bench started and drop its database."""
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+            process.wait(timeout=30)
+    subprocess.run(["psql", f"{PG}/postgres", "-qc", f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"], check=False)
+
+
 def wrk(url: str, headers: dict[str, str], seconds: int, connections: int) -> dict:
     command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency"]
     for name, value in headers.items():
@@ -155,12 +164,7 @@ def main() -> None:
         print("\nall targets met" if ok else "\nsome targets MISSED")
         print(json.dumps({name: [r["rps"] for r in values] for name, values in runs.items()}))
     finally:
-        for process in servers:
-            process.terminate()
-            process.wait(timeout=15)
-        subprocess.run(
-            ["psql", f"{PG}/postgres", "-qc", f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"], check=False
-        )
+        clean_up(servers, database)
 
 
 if __name__ == "__main__":

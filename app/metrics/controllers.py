@@ -13,23 +13,13 @@ import msgspec
 from litestar import Controller, Request, Response, get
 from litestar.params import FromPath, QueryParameter
 from litestar.response import Template
-from markupsafe import Markup
 
 from app.lib.settings import get_settings
 from app.metrics.analytics import FREQS, RANK_BY, InvalidParameter
 from app.metrics.schemas import CountryDetail, Filters, Kpis, Page, Series, TopCountries
 from app.metrics.service import cache_key, get_metrics_service
 from app.server.openapi import BEARER, errors
-from app.server.web import (
-    NO_STORE_HEADERS,
-    RENDERED,
-    answer,
-    is_htmx,
-    page_response,
-    render_blocks,
-    signed_in,
-    wants_json,
-)
+from app.server.web import NO_STORE_HEADERS, answer, is_htmx, signed_in, view, wants_json
 
 MAX_TEXT = 100
 
@@ -233,22 +223,24 @@ class DashboardController(Controller):
     ) -> Response:
         signed_in(request)
         filters = make_filters(start, end, country)
-        headers = dict(NO_STORE_HEADERS)
         service = get_metrics_service()
         tag = await service.tag()
         if tag == "0":  # nothing imported yet
-            context = _context(request, filters)
-            return Template(template_name="empty.html", context=context, headers=headers, media_type="text/html")
+            return Template(
+                template_name="empty.html",
+                context=_context(request, filters),
+                headers=dict(NO_STORE_HEADERS),
+                media_type="text/html",
+            )
         if freq not in FREQS:
             raise InvalidParameter("freq", f"freq must be one of {', '.join(FREQS)}, not {freq!r}")
         if by not in RANK_BY:
             raise InvalidParameter("by", f"by must be one of {', '.join(RANK_BY)}, not {by!r}")
-        # No per-user content: rendered once per dataset version and view (answer() explains).
-        htmx = is_htmx(request)
-        key = (cache_key(tag, "dashboard", **_query(filters), freq=freq, by=by), htmx)
-        rendered = RENDERED.get(key)
-        if rendered is None:
-            context = _context(
+        # No per-user content: rendered once per dataset version and view.
+        key = cache_key(tag, "dashboard", **_query(filters), freq=freq, by=by)
+
+        async def context() -> dict[str, Any]:
+            return _context(
                 request,
                 filters,
                 kpis=msgspec.json.decode(await service.kpis(filters), type=Kpis),
@@ -258,11 +250,5 @@ class DashboardController(Controller):
                 by=by,
                 countries=await _countries(),
             )
-            if htmx:
-                partial = request.app.template_engine.get_template("partials/dashboard.html")
-                rendered = RENDERED.put(key, Markup(""), Markup(partial.render(**context)))  # noqa: S704
-            else:
-                rendered = RENDERED.put(key, *render_blocks(request, "dashboard.html", context))
-        if htmx:
-            return Response(content=str(rendered[1]), media_type="text/html", headers=headers)
-        return page_response(request, *rendered)
+
+        return await view(request, key, "dashboard.html", "partials/dashboard.html", context)

@@ -233,6 +233,29 @@ def page_response(request: Request, title: Markup, main: Markup) -> Response:
     return Response(content=html, media_type="text/html", headers=dict(NO_STORE_HEADERS))
 
 
+async def view(
+    request: Request, key: Hashable, page: str, partial: str, context: Callable[[], Awaitable[dict[str, Any]]]
+) -> Response:
+    """The full page, or for htmx the partial, of one view: rendered once per `key` (RENDERED).
+
+    `key` must name everything the HTML depends on except the user and the CSRF token, which
+    the page shell adds on every request; `context` is only awaited when this is rendered.
+    """
+    htmx = is_htmx(request)
+    template = partial if htmx else page
+    rendered = RENDERED.get((template, key))
+    if rendered is None:
+        values = await context()
+        if htmx:
+            html = Markup(request.app.template_engine.get_template(partial).render(**values))  # noqa: S704
+            rendered = RENDERED.put((template, key), Markup(""), html)
+        else:
+            rendered = RENDERED.put((template, key), *render_blocks(request, page, values))
+    if htmx:
+        return Response(content=str(rendered[1]), media_type="text/html", headers=dict(NO_STORE_HEADERS))
+    return page_response(request, *rendered)
+
+
 async def answer(
     request: Request,
     body: bytes,
@@ -249,18 +272,11 @@ async def answer(
     """
     if wants_json(request):
         return Response(content=body, media_type=JSON, headers=dict(NO_STORE_HEADERS))
-    htmx = is_htmx(request)
-    key = (partial if htmx else page, await version(), request.scope["query_string"], body)
-    rendered = RENDERED.get(key)
-    if rendered is None:
-        if htmx:
-            html = Markup(request.app.template_engine.get_template(partial).render(**context()))  # noqa: S704
-            rendered = RENDERED.put(key, Markup(""), html)
-        else:
-            rendered = RENDERED.put(key, *render_blocks(request, page, context()))
-    if htmx:
-        return Response(content=str(rendered[1]), media_type="text/html", headers=dict(NO_STORE_HEADERS))
-    return page_response(request, *rendered)
+
+    async def values() -> dict[str, Any]:
+        return context()
+
+    return await view(request, (await version(), request.scope["query_string"], body), page, partial, values)
 
 
 # -- CSRF --------------------------------------------------------------------------------
