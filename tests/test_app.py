@@ -69,8 +69,13 @@ async def test_litestar_run_serves_a_fresh_embedded_instance(tmp_path: Path) -> 
 
 
 async def test_the_embedded_app_precomputes_the_figures_on_start(tmp_path: Path) -> None:
-    from app.metrics.schemas import Filters
     from app.metrics.service import get_metrics_service
+    from app.metrics.views import (
+        COUNTRY,
+        KPIS,
+        CountryParams,
+        Scope,
+    )
     from tests import small_data
 
     (tmp_path / "first.csv").write_text(small_data.FIRST)
@@ -85,6 +90,6 @@ async def test_the_embedded_app_precomputes_the_figures_on_start(tmp_path: Path)
         report = await service.last_refresh()
         assert report is not None and (report.views, report.sales_lines) == (13, 4)
         hits, computed = service.cache.stats.hits, service.computed
-        await service.kpis(Filters())
-        await service.country("germany", Filters())
+        await service.answer(KPIS, Scope())
+        await service.answer(COUNTRY, CountryParams(country_name="germany"))
         assert (service.computed - computed, service.cache.stats.hits - hits) == (0, 2)

@@ -15,8 +15,19 @@ from app.ingest.service import dataset_tag, import_file
 from app.lib.cache import BoundedMemoryStore, Cache, make_cache
 from app.lib.settings import get_settings
 from app.metrics.analytics import UnknownCountry
-from app.metrics.schemas import Filters
 from app.metrics.service import Batched, MetricsService
+from app.metrics.views import (
+    COUNTRY,
+    KPIS,
+    PAGE,
+    SERIES,
+    TOP_COUNTRIES,
+    CountryParams,
+    PageParams,
+    Scope,
+    SeriesParams,
+    TopCountriesParams,
+)
 from tests import small_data
 
 pytestmark = pytest.mark.usefixtures("empty_db")
@@ -41,10 +52,10 @@ def redis_service(url: str, cooldown: float = 0.5) -> MetricsService:
 async def test_figures_of_a_small_file_worked_out_by_hand(tmp_path):
     await load_small(tmp_path)
     service = memory_service()
-    assert msgspec.json.decode(await service.kpis(Filters())) == small_data.FIRST_KPIS
-    series = msgspec.json.decode(await service.series(Filters(), "month"))
+    assert msgspec.json.decode(await service.answer(KPIS, Scope())) == small_data.FIRST_KPIS
+    series = msgspec.json.decode(await service.answer(SERIES, SeriesParams(freq="month")))
     assert series == {"currency": "GBP", "freq": "month", "points": small_data.FIRST_MONTHS}
-    top = msgspec.json.decode(await service.top_countries(Filters()))
+    top = msgspec.json.decode(await service.answer(TOP_COUNTRIES, TopCountriesParams()))
     assert top["items"] == [
         {
             "rank": 1,
@@ -65,16 +76,16 @@ async def test_figures_of_a_small_file_worked_out_by_hand(tmp_path):
             "revenue_share_pct": 32.26,
         },
     ]
-    germany = msgspec.json.decode(await service.country("germany", Filters()))
+    germany = msgspec.json.decode(await service.answer(COUNTRY, CountryParams(country_name="germany")))
     assert (germany["country"], germany["rank"]) == ("Germany", 1)
     # postage is revenue, not a product; "a1" and "A1" are one product
     assert germany["top_products"] == [{"stock_code": "A1", "description": "RED MUG", "revenue": 2.5, "units_sold": 2}]
-    uk = msgspec.json.decode(await service.country("United Kingdom", Filters()))
+    uk = msgspec.json.decode(await service.answer(COUNTRY, CountryParams(country_name="United Kingdom")))
     assert [p["stock_code"] for p in uk["top_products"]] == ["A1", "B2"]
     assert uk["kpis"]["cancelled_revenue"] == 1.25
-    france = msgspec.json.decode(await service.country("FRANCE", Filters()))
+    france = msgspec.json.decode(await service.answer(COUNTRY, CountryParams(country_name="FRANCE")))
     assert (france["rank"], france["kpis"]["revenue"], france["top_products"]) == (None, 0.0, [])
-    page = msgspec.json.decode(await service.page(Filters(), "mug", 1, 2))
+    page = msgspec.json.decode(await service.answer(PAGE, PageParams(q="mug", page=1, size=2)))
     assert (page["total"], page["pages"], [i["invoice_no"] for i in page["items"]]) == (2, 1, ["100001", "100002"])
     assert page["items"][1] == {
         "invoice_no": "100002",
@@ -92,30 +103,30 @@ async def test_figures_of_a_small_file_worked_out_by_hand(tmp_path):
 async def test_a_second_call_is_served_from_the_cache(tmp_path):
     await load_small(tmp_path)
     service = memory_service()
-    first = await service.kpis(Filters(country="Germany"))
+    first = await service.answer(KPIS, Scope(country="Germany"))
     assert (service.computed, service.cache.stats.hits) == (1, 0)
     # the same question, spelled differently, is the same cache entry
     for spelling in ["germany", " GERMANY ", "Germany"]:
-        assert await service.kpis(Filters(country=spelling)) == first
+        assert await service.answer(KPIS, Scope(country=spelling)) == first
     assert (service.computed, service.cache.stats.hits, service.loads) == (1, 3, 1)
 
 
 async def test_an_import_changes_the_figures_immediately(tmp_path):
     await load_small(tmp_path)
     service = memory_service()
-    assert msgspec.json.decode(await service.kpis(Filters())) == small_data.FIRST_KPIS
+    assert msgspec.json.decode(await service.answer(KPIS, Scope())) == small_data.FIRST_KPIS
     await load_small(tmp_path, "second.csv", small_data.SECOND)
-    assert msgspec.json.decode(await service.kpis(Filters())) == small_data.SECOND_KPIS
+    assert msgspec.json.decode(await service.answer(KPIS, Scope())) == small_data.SECOND_KPIS
     assert (service.computed, service.loads) == (2, 2)
 
 
 async def test_figures_of_an_empty_database(tmp_path):
     service = memory_service()
-    kpis = msgspec.json.decode(await service.kpis(Filters()))
+    kpis = msgspec.json.decode(await service.answer(KPIS, Scope()))
     assert (kpis["revenue"], kpis["orders"], kpis["average_order_value"], kpis["first_sale"]) == (0, 0, None, None)
-    assert msgspec.json.decode(await service.page(Filters()))["items"] == []
+    assert msgspec.json.decode(await service.answer(PAGE, PageParams()))["items"] == []
     with pytest.raises(UnknownCountry):
-        await service.kpis(Filters(country="Germany"))
+        await service.answer(KPIS, Scope(country="Germany"))
 
 
 async def test_errors_are_not_cached(tmp_path):
@@ -123,7 +134,7 @@ async def test_errors_are_not_cached(tmp_path):
     service = memory_service()
     for _ in range(2):
         with pytest.raises(UnknownCountry, match="Atlantis"):
-            await service.kpis(Filters(country="Atlantis"))
+            await service.answer(KPIS, Scope(country="Atlantis"))
     assert service.cache.stats.stores == 0
 
 
@@ -134,12 +145,12 @@ async def test_refresh_precomputes_the_default_views(tmp_path):
     assert (report.views, report.sales_lines, report.cached) == (10 + 3, 4, True)  # 3 countries: DE, FR, UK
     assert (await service.last_refresh()).tag == await dataset_tag()
     for answer in [
-        service.kpis(Filters()),
-        service.series(Filters(), "day"),
-        service.series(Filters(), "year"),
-        service.top_countries(Filters(), "customers"),
-        service.country("france", Filters()),
-        service.page(Filters()),
+        service.answer(KPIS, Scope()),
+        service.answer(SERIES, SeriesParams(freq="day")),
+        service.answer(SERIES, SeriesParams(freq="year")),
+        service.answer(TOP_COUNTRIES, TopCountriesParams(by="customers")),
+        service.answer(COUNTRY, CountryParams(country_name="france")),
+        service.answer(PAGE, PageParams()),
     ]:
         await answer
     assert service.computed == 0
@@ -180,32 +191,32 @@ async def test_redis_cache_survives_redis_going_away_and_coming_back(tmp_path, r
     await load_small(tmp_path)
     first, second = redis_service(redis_server.url), redis_service(redis_server.url)
     try:
-        body = await first.kpis(Filters())
-        assert await first.kpis(Filters()) == body  # from its in-process copy
+        body = await first.answer(KPIS, Scope())
+        assert await first.answer(KPIS, Scope()) == body  # from its in-process copy
         assert (first.computed, first.local_hits) == (1, 1)
-        assert await second.kpis(Filters()) == body  # another process: from Redis
+        assert await second.answer(KPIS, Scope()) == body  # another process: from Redis
         assert (second.computed, second.cache.stats.hits) == (0, 1)
 
         redis_server.stop()
         with caplog.at_level(logging.WARNING, logger="app.lib.cache"):
-            germany = msgspec.json.decode(await second.kpis(Filters(country="germany")))
+            germany = msgspec.json.decode(await second.answer(KPIS, Scope(country="germany")))
         assert germany["revenue"] == 17.5 and germany["orders"] == 1
         assert "Redis cache unavailable" in caplog.text
         assert second.cache.stats.errors >= 1
         # while the breaker is open, Redis is not even tried
         errors = second.cache.stats.errors
-        uk = msgspec.json.decode(await second.kpis(Filters(country="united kingdom")))
+        uk = msgspec.json.decode(await second.answer(KPIS, Scope(country="united kingdom")))
         assert uk["revenue"] == 8.33
         assert second.cache.stats.errors == errors and second.cache.stats.skipped >= 1
 
         redis_server.start()  # empty again, same port
         await asyncio.sleep(second.cache.cooldown + 0.1)
         stores = second.cache.stats.stores
-        await second.kpis(Filters(country="france"))
+        await second.answer(KPIS, Scope(country="france"))
         assert second.cache.stats.stores == stores + 1  # caching resumed, without a restart
         hits = second.cache.stats.hits
         second._local.clear()  # forget the process's own copy: the answer must come from Redis
-        await second.kpis(Filters(country="france"))
+        await second.answer(KPIS, Scope(country="france"))
         assert second.cache.stats.hits == hits + 1
     finally:
         await first.close()
@@ -216,14 +227,14 @@ async def test_a_hung_redis_costs_a_short_timeout_not_an_error(tmp_path, redis_s
     await load_small(tmp_path)
     service = redis_service(redis_server.url, cooldown=30)
     try:
-        await service.kpis(Filters())
+        await service.answer(KPIS, Scope())
         redis_server.pause()  # asked next: a question not in the process's own copy
         started = time.monotonic()
-        assert msgspec.json.decode(await service.kpis(Filters(country="germany")))["revenue"] == 17.5
+        assert msgspec.json.decode(await service.answer(KPIS, Scope(country="germany")))["revenue"] == 17.5
         assert time.monotonic() - started < 5  # not redis-py's default of 5 s per try, ten tries
         errors = service.cache.stats.errors
         assert errors >= 1
-        await service.kpis(Filters(country="united kingdom"))  # breaker open: Redis not tried
+        await service.answer(KPIS, Scope(country="united kingdom"))  # breaker open: Redis not tried
         assert service.cache.stats.errors == errors and service.cache.stats.skipped >= 2
     finally:
         redis_server.resume()
@@ -254,7 +265,7 @@ async def test_postgres_import_notifications_spare_the_tag_reads(tmp_path, engin
     await service.listen(get_settings().database_url)
     try:
         for _ in range(5):
-            assert msgspec.json.decode(await service.kpis(Filters())) == small_data.FIRST_KPIS
+            assert msgspec.json.decode(await service.answer(KPIS, Scope())) == small_data.FIRST_KPIS
         assert service.tag_reads == 1
         (tmp_path / "second.csv").write_text(small_data.SECOND)
         assert run_cli("data", "import", str(tmp_path / "second.csv")).returncode == 0  # another process
@@ -262,7 +273,7 @@ async def test_postgres_import_notifications_spare_the_tag_reads(tmp_path, engin
             if service._known_tag is None:
                 break
             await asyncio.sleep(0.02)
-        assert msgspec.json.decode(await service.kpis(Filters())) == small_data.SECOND_KPIS
+        assert msgspec.json.decode(await service.answer(KPIS, Scope())) == small_data.SECOND_KPIS
         assert service.tag_reads == 2
 
         # the listening connection dies: every request reads the tag again, figures stay right
@@ -274,8 +285,8 @@ async def test_postgres_import_notifications_spare_the_tag_reads(tmp_path, engin
         ).run()
         await asyncio.sleep(0.3)
         reads = service.tag_reads
-        assert msgspec.json.decode(await service.kpis(Filters())) == small_data.SECOND_KPIS
-        assert msgspec.json.decode(await service.kpis(Filters())) == small_data.SECOND_KPIS
+        assert msgspec.json.decode(await service.answer(KPIS, Scope())) == small_data.SECOND_KPIS
+        assert msgspec.json.decode(await service.answer(KPIS, Scope())) == small_data.SECOND_KPIS
         assert service.tag_reads == reads + 2
     finally:
         await service.close()

@@ -18,8 +18,17 @@ import redis
 from app.ingest.service import dataset_tag
 from app.lib.cache import make_cache
 from app.lib.settings import get_settings
-from app.metrics.schemas import Filters
 from app.metrics.service import MetricsService, RefreshReport, refresh_marker
+from app.metrics.views import (
+    COUNTRY,
+    KPIS,
+    SERIES,
+    TOP_COUNTRIES,
+    CountryParams,
+    Scope,
+    SeriesParams,
+    TopCountriesParams,
+)
 from tests import small_data
 from tests.conftest import ROOT, cli_env, run_cli
 
@@ -92,10 +101,10 @@ async def test_an_import_queues_a_refresh_that_the_worker_runs_into_redis(tmp_pa
     # a web process with the same Redis now answers from the cache without computing
     service = MetricsService(get_settings(), make_cache(replace(get_settings(), redis_url=redis_server.url)))
     try:
-        assert msgspec.json.decode(await service.kpis(Filters())) == small_data.FIRST_KPIS
-        assert msgspec.json.decode(await service.series(Filters()))["points"] == small_data.FIRST_MONTHS
-        await service.country("GERMANY", Filters())
-        await service.top_countries(Filters(), "orders")
+        assert msgspec.json.decode(await service.answer(KPIS, Scope())) == small_data.FIRST_KPIS
+        assert msgspec.json.decode(await service.answer(SERIES, SeriesParams()))["points"] == small_data.FIRST_MONTHS
+        await service.answer(COUNTRY, CountryParams(country_name="GERMANY"))
+        await service.answer(TOP_COUNTRIES, TopCountriesParams(by="orders"))
         assert (service.computed, service.loads, service.cache.stats.hits) == (0, 0, 4)
     finally:
         await service.close()

@@ -15,26 +15,18 @@ from litestar.params import Body
 from litestar.response import Template
 
 from app.admin.uploads import UploadRefused, save_upload
+from app.auth.guards import requires_admin
 from app.ingest.reader import SourceError
 from app.ingest.service import DuplicateImport, ImportFailed, ImportRejected, dataset_status, import_file
 from app.lib.settings import get_settings
+from app.lib.web.asking import NO_STORE_HEADERS
+from app.lib.web.csrf import check_csrf
+from app.metrics.jobs import trigger_refresh
 from app.metrics.service import get_metrics_service
-from app.server.web import NO_STORE_HEADERS, check_csrf, requires_admin
 
 logger = logging.getLogger(__name__)
 
 UNPACK_FACTOR = 10  # a .gz may unpack to at most 10x the upload limit
-
-
-async def queue_refresh() -> str:
-    """Refresh the figures after an import: in-process when embedded, by the worker otherwise."""
-    from app.metrics.jobs import broker, enqueue_refresh, refresh
-
-    if get_settings().redis_url:
-        return "queued for the worker" if await enqueue_refresh() else "not queued (Redis unreachable)"
-    await broker.startup()
-    await refresh.kiq()
-    return "running in the background"
 
 
 class DataController(Controller):
@@ -91,12 +83,12 @@ class DataController(Controller):
             await upload.close()
             shutil.rmtree(folder, ignore_errors=True)
         get_metrics_service().forget_tag()  # this process sees the new data at once
-        refresh = await queue_refresh()
+        refresh = await trigger_refresh()
         logger.info("upload imported by %s: %s", request.scope["user"]["username"], result.summary())
         return await self._page(request, 200, result=result, refresh_state=refresh)
 
     @post("/refresh")
     async def refresh(self, request: Request) -> Template:
         await check_csrf(request)
-        state = await queue_refresh()
+        state = await trigger_refresh()
         return await self._page(request, 200, message=f"Refresh {state}.")

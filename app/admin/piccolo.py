@@ -22,9 +22,9 @@ from piccolo.table import Table
 from piccolo_admin.endpoints import TableConfig, create_admin
 from piccolo_api.session_auth.tables import SessionsBase
 
+from app.auth.guards import requires_admin
 from app.ingest.tables import Import, Transaction
 from app.lib.settings import get_settings
-from app.server.web import requires_admin
 
 SESSION_COOKIE = "id"  # what piccolo-admin's session middleware reads
 SESSION_LIFETIME = timedelta(hours=1)

@@ -12,20 +12,13 @@ from litestar.params import QueryParameter
 from litestar.response import Redirect, Template
 
 from app.auth.deps import get_accounts
+from app.auth.guards import SESSION_COOKIE, requires_login
 from app.auth.service import AuthError, Credentials, PasswordChange, RateLimited, TokenOut, UserOut, user_out
 from app.lib.settings import get_settings
-from app.server.openapi import BEARER, errors
-from app.server.web import (
-    FORM_TYPES,
-    JSON,
-    SESSION_COOKIE,
-    VARY,
-    check_csrf,
-    is_htmx,
-    requires_login,
-    safe_next,
-    wants_json,
-)
+from app.lib.web.asking import FORM_TYPES, JSON, VARY, is_htmx, wants_json
+from app.lib.web.csrf import check_csrf
+from app.lib.web.errors import safe_next
+from app.lib.web.openapi import BEARER, errors
 
 S = TypeVar("S", bound=msgspec.Struct)
 NO_STORE = {"cache-control": "no-store", "vary": VARY}

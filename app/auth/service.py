@@ -20,6 +20,7 @@ from app.auth.passwords import hash_password, verify_password
 from app.auth.tables import User
 from app.lib.cache import FAILED, Cache, Failed
 from app.lib.db import postgres_pool
+from app.lib.errors import AppError
 from app.lib.settings import Settings
 
 T = TypeVar("T")
@@ -30,11 +31,11 @@ TOKEN_MEMORY_SECONDS = 2.0
 TOKEN_MEMORY_ENTRIES = 10_000  # the same words for an unknown user and a wrong password
 
 
-class AuthError(Exception):
+class AuthError(AppError):
     status_code = 400
 
-    def __init__(self, message: str, field: str | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, field: str | None = None, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message, headers=headers)
         self.field = field
 
 
@@ -256,7 +257,9 @@ class RateLimited(AuthError):
     status_code = 429
 
     def __init__(self, retry_after: int) -> None:
-        super().__init__(f"too many login attempts: try again in {retry_after} s")
+        super().__init__(
+            f"too many login attempts: try again in {retry_after} s", headers={"retry-after": str(retry_after)}
+        )
         self.retry_after = retry_after
 
 

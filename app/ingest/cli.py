@@ -107,15 +107,16 @@ def _import(path: str, replace: bool, skip_invalid: bool, rejects: str | None) -
             )
         )
     click.echo(result.summary())
-    if _run(_enqueue_refresh):
-        click.echo("refresh queued: a worker precomputes the figures of the new data")
+    if get_settings().redis_url:
+        state = _run(_trigger_refresh)
+        click.echo(f"refresh {state}")
     return result
 
 
-async def _enqueue_refresh() -> bool:
-    from app.metrics.jobs import enqueue_refresh
+async def _trigger_refresh() -> str:
+    from app.metrics.jobs import trigger_refresh
 
-    return await enqueue_refresh()
+    return await trigger_refresh(here=False)
 
 
 _file_argument = click.argument("file", type=click.Path(dir_okay=True, path_type=str))

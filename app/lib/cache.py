@@ -11,7 +11,6 @@ import asyncio
 import enum
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -24,6 +23,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
+from app.lib.lru import LRU
 from app.lib.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -44,15 +44,12 @@ class BoundedMemoryStore(Store):
 
     def __init__(self, max_entries: int = MEMORY_MAX_ENTRIES) -> None:
         self.max_entries = max_entries
-        self._data: OrderedDict[str, tuple[bytes, float | None]] = OrderedDict()
+        self._data: LRU[str, tuple[bytes, float | None]] = LRU(max_entries)
 
     async def set(self, key: str, value: str | bytes, expires_in: int | timedelta | None = None) -> None:
         ttl = _seconds(expires_in)
         data = value.encode() if isinstance(value, str) else value
-        self._data[key] = (data, time.monotonic() + ttl if ttl else None)
-        self._data.move_to_end(key)
-        while len(self._data) > self.max_entries:
-            self._data.popitem(last=False)
+        self._data.put(key, (data, time.monotonic() + ttl if ttl else None))
 
     async def get(self, key: str, renew_for: int | timedelta | None = None) -> bytes | None:
         entry = self._data.get(key)
@@ -60,15 +57,14 @@ class BoundedMemoryStore(Store):
             return None
         value, expires_at = entry
         if expires_at is not None and expires_at <= time.monotonic():
-            del self._data[key]
+            self._data.pop(key)
             return None
         if renew_for and expires_at is not None:
-            self._data[key] = (value, time.monotonic() + (_seconds(renew_for) or 0))
-        self._data.move_to_end(key)
+            self._data.put(key, (value, time.monotonic() + (_seconds(renew_for) or 0)))
         return value
 
     async def delete(self, key: str) -> None:
-        self._data.pop(key, None)
+        self._data.pop(key)
 
     async def delete_all(self) -> None:
         self._data.clear()

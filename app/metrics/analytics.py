@@ -16,6 +16,7 @@ from datetime import date, timedelta
 
 import polars as pl
 
+from app.lib.errors import AppError
 from app.metrics.schemas import (
     CountryDetail,
     CountryRow,
@@ -56,8 +57,10 @@ RAW_SCHEMA = {
 }
 
 
-class MetricsError(Exception):
+class MetricsError(AppError):
     """A request the figures cannot answer; the message says what to change."""
+
+    status_code = 400
 
 
 class InvalidParameter(MetricsError):
@@ -67,6 +70,8 @@ class InvalidParameter(MetricsError):
 
 
 class UnknownCountry(MetricsError):
+    status_code = 404
+
     def __init__(self, country: str) -> None:
         super().__init__(f"unknown country {country!r}: no transaction names it")
         self.country = country
@@ -373,9 +378,13 @@ def country_detail(ds: Dataset, filters: Filters, country_name: str, currency: s
     return _details(ds, filters, [ds.country(country_name)], currency)[0]
 
 
-def country_details(ds: Dataset, filters: Filters, currency: str) -> list[CountryDetail]:
-    """Every country's detail (what a refresh precomputes), from one group-by per figure."""
-    return _details(ds, filters, list(ds.countries.values()), currency)
+def country_details(
+    ds: Dataset, filters: Filters, currency: str, names: list[str] | None = None
+) -> list[CountryDetail]:
+    """The detail of these countries (default: every one; what a refresh precomputes), from one
+    group-by per figure."""
+    stored = list(ds.countries.values()) if names is None else [ds.country(name) for name in names]
+    return _details(ds, filters, stored, currency)
 
 
 def _details(ds: Dataset, filters: Filters, names: list[str], currency: str) -> list[CountryDetail]:

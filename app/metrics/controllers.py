@@ -1,254 +1,178 @@
-"""The metrics endpoints and the pages built on them (dashboard, country, transactions).
+"""The metrics endpoints, made from the view declarations (app.metrics.views), and the dashboard.
 
-Each GET is one service call whose JSON bytes are answered as they are to API clients,
-or decoded into the same Structs for the full page or the htmx partial.
+Each view's GET is one service call whose JSON bytes are answered as they are to API
+clients, or decoded into the view's Struct for the full page or the htmx partial.
 """
 
 from __future__ import annotations
 
-from datetime import date
+import inspect
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, Request, Response, get
+from litestar import Controller, Request, Router, get
+from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath, QueryParameter
 from litestar.response import Template
 
+from app.auth.guards import LOGIN
 from app.lib.settings import get_settings
-from app.metrics.analytics import FREQS, RANK_BY, InvalidParameter
-from app.metrics.schemas import CountryDetail, Filters, Kpis, Page, Series, TopCountries
+from app.lib.web.asking import NO_STORE_HEADERS
+from app.lib.web.openapi import BEARER, errors
+from app.lib.web.pages import Answer, answer, rendered
+from app.metrics.analytics import LIMIT_RANGE, MAX_PAGE, SIZE_RANGE
+from app.metrics.schemas import Freq, Order, RankBy
 from app.metrics.service import cache_key, get_metrics_service
-from app.server.openapi import BEARER, errors
-from app.server.web import NO_STORE_HEADERS, answer, is_htmx, signed_in, view, wants_json
+from app.metrics.views import KPIS, MAX_TEXT, SERIES, TOP_COUNTRIES, VIEWS, Params, Scope, View, default
 
-MAX_TEXT = 100
+DATE = {"format": "date"}
 
-Start = Annotated[str | None, QueryParameter(description="First day, ISO date (YYYY-MM-DD), inclusive")]
-End = Annotated[str | None, QueryParameter(description="Last day, ISO date (YYYY-MM-DD), inclusive")]
-Country = Annotated[str | None, QueryParameter(description="One country, any case")]
-Freq = Annotated[str, QueryParameter(description="day, week, month or year")]
-By = Annotated[str, QueryParameter(description="revenue, units_sold, orders or customers")]
-Limit = Annotated[int, QueryParameter(description="1 to 100")]
-Order = Annotated[str, QueryParameter(description="desc or asc")]
-PageNo = Annotated[int, QueryParameter(description="1 or more")]
-Size = Annotated[int, QueryParameter(description="1 to 500")]
-Q = Annotated[str | None, QueryParameter(description="Search in invoice, stock code and description")]
+Start = Annotated[str | None, QueryParameter(description="First day (YYYY-MM-DD), inclusive", schema_extra=DATE)]
+End = Annotated[str | None, QueryParameter(description="Last day (YYYY-MM-DD), inclusive", schema_extra=DATE)]
+Country = Annotated[
+    str | None, QueryParameter(description="One country, any case", schema_extra={"maxLength": MAX_TEXT})
+]
+FreqParam = Annotated[Freq, QueryParameter(description="The length of a period")]
+By = Annotated[RankBy, QueryParameter(description="What the ranking is by")]
 
-ERRORS = errors(400, 401, 503)
-COUNTRY_ERRORS = errors(400, 401, 404, 503)
-
-
-def _text(name: str, value: str | None) -> str | None:
-    if value is None or not value.strip():
-        return None
-    if "\x00" in value:
-        raise InvalidParameter(name, f"{name} must not contain a NUL character")
-    if len(value) > MAX_TEXT:
-        raise InvalidParameter(name, f"{name} is too long (at most {MAX_TEXT} characters)")
-    return value.strip()
-
-
-def _date(name: str, value: str | None) -> date | None:
-    text = _text(name, value)
-    if text is None:
-        return None
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise InvalidParameter(name, f"{name}={text!r} is not a date: use YYYY-MM-DD, e.g. 2011-03-01") from None
+# How each query parameter is declared to Litestar (validation and OpenAPI); its default is the
+# view's (its Params field). Dates and texts arrive as strings: Params.from_query parses them
+# with messages that say what to type.
+QUERY: dict[str, Any] = {
+    "start": Start,
+    "end": End,
+    "country": Country,
+    "freq": FreqParam,
+    "by": By,
+    "limit": Annotated[int, QueryParameter(description="How many rows", ge=LIMIT_RANGE[0], le=LIMIT_RANGE[1])],
+    "order": Annotated[Order, QueryParameter(description="desc: largest first")],
+    "q": Annotated[
+        str | None,
+        QueryParameter(
+            description="Search in invoice, stock code and description", schema_extra={"maxLength": MAX_TEXT}
+        ),
+    ],
+    "page": Annotated[int, QueryParameter(description="Page number", ge=1, le=MAX_PAGE)],
+    "size": Annotated[int, QueryParameter(description="Lines per page", ge=SIZE_RANGE[0], le=SIZE_RANGE[1])],
+}
 
 
-def make_filters(start: str | None, end: str | None, country: str | None) -> Filters:
-    return Filters(start=_date("start", start), end=_date("end", end), country=_text("country", country))
+def signature(params: type[Params], path_params: tuple[str, ...]) -> list[inspect.Parameter]:
+    """The handler parameters of a Params struct: path parameters first, then the query."""
+    defaults = dict(zip(params.__struct_fields__, params.__struct_defaults__, strict=True))
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    return [
+        inspect.Parameter("request", keyword, annotation=Request),
+        *(inspect.Parameter(name, keyword, annotation=FromPath[str]) for name in path_params),
+        *(
+            inspect.Parameter(name, keyword, annotation=QUERY[name], default=default)
+            for name, default in defaults.items()
+            if name not in path_params
+        ),
+    ]
 
 
-def _query(filters: Filters, **extra: Any) -> dict[str, str]:
-    """The filters (and other parameters) as query-string values, for links that keep the view."""
-    values = {
-        "start": filters.start.isoformat() if filters.start else "",
-        "end": filters.end.isoformat() if filters.end else "",
-        "country": filters.country or "",
-        **{k: str(v) for k, v in extra.items() if v is not None},
+async def context(view: View[Any, Any], params: Params, body: bytes) -> dict[str, Any]:
+    """What a view's templates see: the answer under its name, the filters, the parameters,
+    and the query string that keeps them in links. Nothing of the user (cached for everyone)."""
+    values: dict[str, Any] = {
+        name: getattr(params, name) for name in params.__struct_fields__ if name not in view.path_params
     }
-    return {k: v for k, v in values.items() if v}
+    values.update(
+        filters=params.filters,
+        query=params.query(exclude=("page", *view.path_params)),
+        currency=get_settings().currency,
+    )
+    values[view.context_name] = msgspec.json.decode(body, type=view.result)
+    if view.lists_countries:
+        values["countries"] = await countries()
+    return values
 
 
-async def _countries() -> list[str]:
+async def countries() -> list[str]:
     dataset = await get_metrics_service().dataset()
     return sorted(dataset.countries.values())
 
 
-def _context(request: Request, filters: Filters, **values: Any) -> dict[str, Any]:
-    return {
-        "user": request.scope.get("user"),
-        "filters": filters,
-        "query": _query(filters),
-        "currency": get_settings().currency,
-        **values,
-    }
+def endpoint(view: View[Any, Any]) -> HTTPRouteHandler:
+    """The GET handler of a view: parameters validated by Litestar from the signature, then
+    one service call, answered as JSON, page or partial."""
 
-
-class MetricsController(Controller):
-    path = "/metrics"
-    tags = ["metrics"]  # noqa: RUF012
-
-    @get("/kpis", summary="KPIs of the sales lines in the filters", responses=COUNTRY_ERRORS, security=BEARER)
-    async def kpis(self, request: Request, start: Start = None, end: End = None, country: Country = None) -> Kpis:
-        signed_in(request)
-        filters = make_filters(start, end, country)
+    async def handle(request: Request, **values: Any) -> Answer[Any]:
+        params = view.params.from_query(**values)
         service = get_metrics_service()
-        body = await service.kpis(filters)
+        body = await service.answer(view, params)
 
-        def context() -> dict[str, Any]:
-            return _context(request, filters, kpis=msgspec.json.decode(body, type=Kpis))
+        async def page_context() -> dict[str, Any]:
+            return await context(view, params, body)
 
-        return await answer(request, body, "metrics/kpis.html", "partials/kpis.html", context, service.tag)  # type: ignore[return-value]
+        page, partial = f"metrics/{view.template}.html", f"partials/{view.template}.html"
+        return await answer(request, body, page, partial, page_context, service.tag)
 
-    @get(
-        "/series",
-        summary="Revenue, units and orders per day, week, month or year",
-        responses=COUNTRY_ERRORS,
+    returns = Answer[view.result]  # type: ignore[name-defined]  # the view's Struct, for OpenAPI
+    parameters = signature(view.params, view.path_params)
+    handle.__signature__ = inspect.Signature(parameters, return_annotation=returns)  # type: ignore[attr-defined]
+    handle.__annotations__ = {p.name: p.annotation for p in parameters} | {"return": returns}
+    handle.__name__ = handle.__qualname__ = view.name.replace("-", "_")
+    return get(
+        view.path,
+        name=f"metrics.{view.name}",
+        summary=view.summary,
+        responses=errors(*view.errors),
         security=BEARER,
-    )
-    async def series(
-        self,
-        request: Request,
-        start: Start = None,
-        end: End = None,
-        country: Country = None,
-        freq: Freq = "month",
-    ) -> Series:
-        signed_in(request)
-        filters = make_filters(start, end, country)
-        service = get_metrics_service()
-        body = await service.series(filters, freq)
+        opt=LOGIN,
+    )(handle)
 
-        def context() -> dict[str, Any]:
-            return _context(request, filters, series=msgspec.json.decode(body, type=Series), freq=freq)
 
-        return await answer(request, body, "metrics/series.html", "partials/series.html", context, service.tag)  # type: ignore[return-value]
+def metrics_router(views: tuple[View[Any, Any], ...] | None = None) -> Router:
+    """Every view's endpoint under /metrics (default: the views of app.metrics.views)."""
+    handlers = [endpoint(view) for view in (VIEWS if views is None else views)]
+    return Router(path="/metrics", route_handlers=handlers, tags=["metrics"])
 
-    @get(
-        "/top-countries",
-        summary="Countries ranked by revenue, units sold, orders or customers",
-        responses=COUNTRY_ERRORS,
-        security=BEARER,
-    )
-    async def top_countries(
-        self,
-        request: Request,
-        start: Start = None,
-        end: End = None,
-        country: Country = None,
-        by: By = "revenue",
-        limit: Limit = 10,
-        order: Order = "desc",
-    ) -> TopCountries:
-        signed_in(request)
-        filters = make_filters(start, end, country)
-        service = get_metrics_service()
-        body = await service.top_countries(filters, by, limit, order)
 
-        def context() -> dict[str, Any]:
-            return _context(request, filters, top=msgspec.json.decode(body, type=TopCountries), by=by)
-
-        return await answer(
-            request, body, "metrics/top_countries.html", "partials/top_countries.html", context, service.tag
-        )  # type: ignore[return-value]
-
-    @get(
-        "/top-countries/{country_name:str}",
-        summary="One country: KPIs, rank, monthly series, top products",
-        responses=COUNTRY_ERRORS,
-        security=BEARER,
-    )
-    async def country(
-        self, request: Request, country_name: FromPath[str], start: Start = None, end: End = None
-    ) -> CountryDetail:
-        signed_in(request)
-        name = _text("country_name", country_name) or ""
-        filters = make_filters(start, end, None)
-        service = get_metrics_service()
-        body = await service.country(name, filters)
-
-        def context() -> dict[str, Any]:
-            return _context(request, filters, detail=msgspec.json.decode(body, type=CountryDetail))
-
-        return await answer(request, body, "metrics/country.html", "partials/country.html", context, service.tag)  # type: ignore[return-value]
-
-    @get(
-        "/page",
-        summary="The sales lines in the filters, a page at a time",
-        responses=COUNTRY_ERRORS,
-        security=BEARER,
-    )
-    async def page(
-        self,
-        request: Request,
-        start: Start = None,
-        end: End = None,
-        country: Country = None,
-        q: Q = None,
-        page: PageNo = 1,
-        size: Size = 50,
-    ) -> Page:
-        signed_in(request)
-        filters = make_filters(start, end, country)
-        text = _text("q", q)
-        service = get_metrics_service()
-        body = await service.page(filters, text, page, size)
-        query = _query(filters, q=text, size=size if size != 50 else None)
-        countries = None if is_htmx(request) or wants_json(request) else await _countries()
-
-        def context() -> dict[str, Any]:
-            page_ = msgspec.json.decode(body, type=Page)
-            return _context(request, filters, page=page_, q=text or "", size=size, query=query, countries=countries)
-
-        return await answer(request, body, "metrics/page.html", "partials/page.html", context, service.tag)  # type: ignore[return-value]
+DEFAULT_FREQ = default(SERIES.params, "freq")
+DEFAULT_BY = default(TOP_COUNTRIES.params, "by")
 
 
 class DashboardController(Controller):
     path = "/"
     include_in_schema = False
 
-    @get("/", name="dashboard")
+    @get("/", name="dashboard", opt=LOGIN)
     async def dashboard(
         self,
         request: Request,
         start: Start = None,
         end: End = None,
         country: Country = None,
-        freq: Freq = "month",
-        by: By = "revenue",
-    ) -> Response:
-        signed_in(request)
-        filters = make_filters(start, end, country)
+        freq: FreqParam = DEFAULT_FREQ,
+        by: By = DEFAULT_BY,
+    ) -> Answer[Any] | Template:
         service = get_metrics_service()
         tag = await service.tag()
         if tag == "0":  # nothing imported yet
             return Template(
                 template_name="empty.html",
-                context=_context(request, filters),
+                context={"user": request.scope.get("user")},
                 headers=dict(NO_STORE_HEADERS),
                 media_type="text/html",
             )
-        if freq not in FREQS:
-            raise InvalidParameter("freq", f"freq must be one of {', '.join(FREQS)}, not {freq!r}")
-        if by not in RANK_BY:
-            raise InvalidParameter("by", f"by must be one of {', '.join(RANK_BY)}, not {by!r}")
-        # No per-user content: rendered once per dataset version and view.
-        key = cache_key(tag, "dashboard", **_query(filters), freq=freq, by=by)
+        scope = Scope.from_query(start=start, end=end, country=country)
+        series = SERIES.params(**msgspec.structs.asdict(scope), freq=freq)
+        top = TOP_COUNTRIES.params(**msgspec.structs.asdict(scope), by=by)
+        key = cache_key(tag, "dashboard", **series.key(), by=by)
 
-        async def context() -> dict[str, Any]:
-            return _context(
-                request,
-                filters,
-                kpis=msgspec.json.decode(await service.kpis(filters), type=Kpis),
-                series=msgspec.json.decode(await service.series(filters, freq), type=Series),
-                top=msgspec.json.decode(await service.top_countries(filters, by), type=TopCountries),
-                freq=freq,
-                by=by,
-                countries=await _countries(),
-            )
+        async def page_context() -> dict[str, Any]:
+            return {
+                "filters": scope.filters,
+                "query": scope.query(),
+                "currency": get_settings().currency,
+                "kpis": msgspec.json.decode(await service.answer(KPIS, scope), type=KPIS.result),
+                "series": msgspec.json.decode(await service.answer(SERIES, series), type=SERIES.result),
+                "top": msgspec.json.decode(await service.answer(TOP_COUNTRIES, top), type=TOP_COUNTRIES.result),
+                "freq": freq,
+                "by": by,
+                "countries": await countries(),
+            }
 
-        return await view(request, key, "dashboard.html", "partials/dashboard.html", context)
+        return await rendered(request, key, "dashboard.html", "partials/dashboard.html", page_context)

@@ -27,6 +27,23 @@ async def refresh() -> dict:
     return msgspec.to_builtins(report)
 
 
+async def trigger_refresh(here: bool = True) -> str:
+    """The one way to ask for a refresh (after an import, by hand, at start): queued for a worker
+    in production; embedded, run in this process in the background when `here` (the web
+    process), else left to the web process's first requests. Says what happened, for the user."""
+    if settings.redis_url:
+        return (
+            "queued for the worker, which precomputes the figures"
+            if await enqueue_refresh()
+            else "not queued (Redis unreachable)"
+        )
+    if not here:
+        return "not queued (no worker in the embedded mode: the web computes each view on first request)"
+    await broker.startup()  # idempotent; the in-process broker runs the task as a background task
+    await refresh.kiq()
+    return "running in the background"
+
+
 async def enqueue_refresh() -> bool:
     """Ask a worker to refresh, from a process that does not run the broker (the import CLI).
 

@@ -13,31 +13,25 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from functools import lru_cache, partial
-from typing import Any
+from functools import lru_cache
+from typing import Any, TypeVar
 
 import msgspec
 from litestar.stores.redis import RedisStore
 
 from app.ingest.service import dataset_tag
 from app.lib.cache import Cache, close_cache, get_cache
+from app.lib.lru import LRU
 from app.lib.settings import Settings, get_settings
-from app.metrics import analytics
-from app.metrics.analytics import RANK_BY, Dataset
+from app.metrics.analytics import Dataset
 from app.metrics.loader import load_dataset
-from app.metrics.schemas import Filters
+from app.metrics.views import VIEWS, Params, View
 
 logger = logging.getLogger(__name__)
+P = TypeVar("P", bound=Params)
 
-DEFAULT_FREQ = "month"
-DEFAULT_BY = "revenue"
-DEFAULT_LIMIT = 10
-DEFAULT_ORDER = "desc"
-DEFAULT_PAGE = 1
-DEFAULT_SIZE = 50
 LOCAL_ENTRIES = 256  # answers kept in the process in front of the shared cache
 
 
@@ -79,14 +73,6 @@ class Batched:
                 waiter.set_exception(error)
 
 
-def _filters(filters: Filters) -> dict[str, str]:
-    return {
-        "start": filters.start.isoformat() if filters.start else "",
-        "end": filters.end.isoformat() if filters.end else "",
-        "country": filters.country.strip().casefold() if filters.country else "",
-    }
-
-
 def cache_key(tag: str, view: str, **params: object) -> str:
     """`metrics:<dataset tag>:<view>:<digest of the sorted, normalised parameters>`."""
     return _cache_key(tag, view, tuple(sorted(params.items())))
@@ -118,8 +104,8 @@ class MetricsService:
         self._lost: Any = None
         self._relisten: asyncio.Task | None = None
         self.tag_reads = 0
-        self._local: OrderedDict[str, bytes] = OrderedDict()
-        self._local_enabled = isinstance(cache.store, RedisStore)  # in-process already otherwise
+        # answers kept in the process in front of Redis (the in-process store needs no copy)
+        self._local: LRU[str, bytes] | None = LRU(LOCAL_ENTRIES) if isinstance(cache.store, RedisStore) else None
         self.local_hits = 0
         self.loads = 0  # frames read from the database
         self.computed = 0  # answers computed (not served from the cache)
@@ -211,15 +197,14 @@ class MetricsService:
 
     # -- answers ---------------------------------------------------------------------------
 
-    async def _answer(
-        self, view: str, params: dict[str, object], compute: Callable[[Dataset], msgspec.Struct]
-    ) -> bytes:
+    async def answer(self, view: View[P, Any], params: P) -> bytes:
+        """The JSON bytes of `view` for `params`: this process's copy, the shared cache, or computed."""
         tag = await self.tag()
-        key = cache_key(tag, view, **params)
+        key_params = params.key()
+        key = cache_key(tag, view.name, **key_params)
         # a small in-process copy in front of Redis: keys carry the dataset tag, so it is never stale
-        body = self._local.get(key) if self._local_enabled else None
+        body = self._local.get(key) if self._local is not None else None
         if body is not None:
-            self._local.move_to_end(key)
             self.local_hits += 1
             return body
         body = await self.cache.get(key)
@@ -227,51 +212,18 @@ class MetricsService:
             self._remember(key, body)
             return body
         dataset = await self.dataset(tag)
-        body = await asyncio.to_thread(lambda: msgspec.json.encode(compute(dataset)))
+        currency = self.settings.currency
+        body = await asyncio.to_thread(lambda: msgspec.json.encode(view.compute(dataset, params, currency)))
         self.computed += 1
         # stored under the tag of the frame it came from, which may be newer than `tag`
-        key = cache_key(dataset.tag, view, **params)
+        key = cache_key(dataset.tag, view.name, **key_params)
         self._remember(key, body)
         await self.cache.set(key, body, self.settings.cache_ttl_seconds)
         return body
 
     def _remember(self, key: str, body: bytes) -> None:
-        if not self._local_enabled:
-            return
-        self._local[key] = body
-        self._local.move_to_end(key)
-        while len(self._local) > LOCAL_ENTRIES:
-            self._local.popitem(last=False)
-
-    async def kpis(self, filters: Filters) -> bytes:
-        compute = partial(analytics.kpis, filters=filters, currency=self.settings.currency)
-        return await self._answer("kpis", _filters(filters), compute)
-
-    async def series(self, filters: Filters, freq: str = DEFAULT_FREQ) -> bytes:
-        compute = partial(analytics.series, filters=filters, freq=freq, currency=self.settings.currency)
-        return await self._answer("series", {**_filters(filters), "freq": freq}, compute)
-
-    async def top_countries(
-        self, filters: Filters, by: str = DEFAULT_BY, limit: int = DEFAULT_LIMIT, order: str = DEFAULT_ORDER
-    ) -> bytes:
-        currency = self.settings.currency
-        compute = partial(analytics.top_countries, filters=filters, by=by, limit=limit, order=order, currency=currency)
-        params = {**_filters(filters), "by": by, "limit": limit, "order": order}
-        return await self._answer("top-countries", params, compute)
-
-    async def country(self, country_name: str, filters: Filters) -> bytes:
-        dates = Filters(start=filters.start, end=filters.end)
-        currency = self.settings.currency
-        compute = partial(analytics.country_detail, filters=dates, country_name=country_name, currency=currency)
-        params = {**_filters(dates), "name": country_name.strip().casefold()}
-        return await self._answer("country", params, compute)
-
-    async def page(
-        self, filters: Filters, q: str | None = None, page: int = DEFAULT_PAGE, size: int = DEFAULT_SIZE
-    ) -> bytes:
-        compute = partial(analytics.page, filters=filters, q=q, page=page, size=size)
-        params = {**_filters(filters), "q": (q or "").strip().lower(), "page": page, "size": size}
-        return await self._answer("page", params, compute)
+        if self._local is not None:
+            self._local.put(key, body)
 
     # -- refresh ---------------------------------------------------------------------------
 
@@ -303,26 +255,13 @@ class MetricsService:
         return report
 
     def _default_views(self, dataset: Dataset) -> list[tuple[str, bytes]]:
-        """What a refresh precomputes, under the keys the requests for them use."""
-        none = Filters()
-        currency = self.settings.currency
-        tag = dataset.tag
+        """What a refresh precomputes (each view's `defaults`), under the keys the requests for them use."""
         encode = msgspec.json.encode
-        views = [(cache_key(tag, "kpis", **_filters(none)), encode(analytics.kpis(dataset, none, currency)))]
-        for freq in analytics.FREQS:
-            params = {**_filters(none), "freq": freq}
-            views.append((cache_key(tag, "series", **params), encode(analytics.series(dataset, none, freq, currency))))
-        for by in RANK_BY:
-            params = {**_filters(none), "by": by, "limit": DEFAULT_LIMIT, "order": DEFAULT_ORDER}
-            body = encode(analytics.top_countries(dataset, none, by, DEFAULT_LIMIT, DEFAULT_ORDER, currency))
-            views.append((cache_key(tag, "top-countries", **params), body))
-        for detail in analytics.country_details(dataset, none, currency):
-            params = {**_filters(none), "name": detail.country.casefold()}
-            views.append((cache_key(tag, "country", **params), encode(detail)))
-        params = {**_filters(none), "q": "", "page": DEFAULT_PAGE, "size": DEFAULT_SIZE}
-        first_page = analytics.page(dataset, none, None, DEFAULT_PAGE, DEFAULT_SIZE)
-        views.append((cache_key(tag, "page", **params), encode(first_page)))
-        return views
+        return [
+            (cache_key(dataset.tag, view.name, **params.key()), encode(result))
+            for view in VIEWS
+            for params, result in view.precompute(dataset, self.settings.currency)
+        ]
 
     async def last_refresh(self, tag: str | None = None) -> RefreshReport | None:
         """The report of the last refresh of the dataset `tag` (default: the current one), if cached."""

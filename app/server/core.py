@@ -6,7 +6,9 @@ import asyncio
 import gc
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from click import Group
 from litestar import Litestar
@@ -20,6 +22,9 @@ from app.lib.db import engine, prepare_schema
 from app.lib.logs import RequestLogMiddleware, litestar_logging
 from app.lib.settings import Settings, SettingsError, get_settings
 
+if TYPE_CHECKING:
+    from app.metrics.views import View
+
 ROOT = Path(__file__).resolve().parents[2]
 logger = logging.getLogger(__name__)
 
@@ -27,8 +32,14 @@ logger = logging.getLogger(__name__)
 class ApplicationCore(InitPluginProtocol, CLIPluginProtocol):
     """Wires the app; read start-up here."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self, settings: Settings, views: tuple[View[Any, Any], ...] | None = None, template_dirs: Sequence[Path] = ()
+    ) -> None:
+        """`views` (default: every view of app.metrics.views) and `template_dirs` (searched
+        before templates/) let a test serve a view of its own."""
         self.settings = settings
+        self.views = views
+        self.template_dirs = list(template_dirs)
 
     def on_cli_init(self, cli: Group) -> None:
         from app.auth.cli import register as register_users
@@ -45,11 +56,14 @@ class ApplicationCore(InitPluginProtocol, CLIPluginProtocol):
         from app.admin.controllers import DataController
         from app.admin.piccolo import admin
         from app.auth.controllers import AuthController
-        from app.metrics.controllers import DashboardController, MetricsController
-        from app.server.health import HealthController
-        from app.server.openapi import openapi_config
-        from app.server.templating import configure
-        from app.server.web import AuthMiddleware, Deadline, before_send, handle_exception
+        from app.auth.guards import AuthMiddleware
+        from app.lib.web.deadline import Deadline
+        from app.lib.web.errors import handle_exception
+        from app.lib.web.headers import before_send
+        from app.lib.web.openapi import openapi_config
+        from app.lib.web.templating import configure
+        from app.metrics.controllers import DashboardController, metrics_router
+        from app.system.health import HealthController
 
         settings = self.settings
         app_config.route_handlers.extend(
@@ -59,7 +73,7 @@ class ApplicationCore(InitPluginProtocol, CLIPluginProtocol):
                 DataController,
                 HealthController,
                 admin,
-                MetricsController,
+                metrics_router(self.views),
                 create_static_files_router(path="/static", directories=[ROOT / "static"], name="static"),
             ]
         )
@@ -68,7 +82,7 @@ class ApplicationCore(InitPluginProtocol, CLIPluginProtocol):
         app_config.before_send.append(before_send)
         app_config.openapi_config = openapi_config()
         app_config.template_config = TemplateConfig(
-            directory=ROOT / "templates", engine=JinjaTemplateEngine, engine_callback=configure
+            directory=[*self.template_dirs, ROOT / "templates"], engine=JinjaTemplateEngine, engine_callback=configure
         )
         app_config.logging_config = litestar_logging(settings)
 
@@ -83,10 +97,9 @@ class ApplicationCore(InitPluginProtocol, CLIPluginProtocol):
                 background.add(asyncio.create_task(_preload()))
             if not settings.redis_url:
                 # Embedded: the in-process broker runs the refresh as a background task here.
-                from app.metrics.jobs import broker, refresh
+                from app.metrics.jobs import trigger_refresh
 
-                await broker.startup()
-                await refresh.kiq()
+                await trigger_refresh()
             # The ~150,000 objects of the loaded libraries live as long as the process: out of the
             # collector's sight, a full collection no longer pauses every request for ~0.1 s.
             gc.freeze()
@@ -119,7 +132,8 @@ async def _preload() -> None:
         logger.warning("could not read the dataset at start-up (%s: %s)", type(error).__name__, error)
 
 
-def build_app() -> Litestar:
+def build_app(**options: Any) -> Litestar:
+    """The app; `options` go to ApplicationCore."""
     try:
         settings = get_settings()
     except SettingsError as error:
@@ -130,7 +144,7 @@ def build_app() -> Litestar:
     # client pick its own address (and dodge the login limit). Behind a proxy, set
     # FORWARDED_ALLOW_IPS to the proxy's address.
     os.environ.setdefault("FORWARDED_ALLOW_IPS", "")
-    app = Litestar(plugins=[ApplicationCore(settings)])
+    app = Litestar(plugins=[ApplicationCore(settings, **options)])
     if settings.access_log:
         # around Litestar's own handler (routing included), so 404s and 405s are logged too
         app.asgi_handler = RequestLogMiddleware(app.asgi_handler)

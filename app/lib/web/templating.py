@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 from litestar.plugins.jinja import JinjaTemplateEngine
 
 from app.lib.settings import get_settings
-from app.server.web import csrf_token
+from app.lib.web.csrf import csrf_token
 
 SYMBOLS = {"GBP": "£", "EUR": "€", "USD": "$", "JPY": "¥"}
 

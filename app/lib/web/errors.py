@@ -1,0 +1,77 @@
+"""Every error in the asker's format: JSON `{status_code, detail}` for API clients, the error
+page for browsers, a redirect to the login page for a signed-out browser.
+
+It knows `AppError` (app.lib.errors), Litestar's HTTP errors and database failures; never a domain.
+"""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import quote, urlsplit
+
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, NotAuthorizedException
+from litestar.response import Redirect, Template
+
+from app.lib.db import database_error_message
+from app.lib.errors import AppError
+from app.lib.web.asking import VARY, is_htmx, wants_json
+
+logger = logging.getLogger(__name__)
+
+
+def safe_next(path: str) -> str:
+    """Only a local path may be a redirect target (no //host, no scheme)."""
+    parts = urlsplit(path)
+    if parts.scheme or parts.netloc or not path.startswith("/") or path.startswith("//") or "\\" in path:
+        return "/"
+    return path
+
+
+def login_redirect(request: Request) -> Response:
+    raw = request.scope.get("raw_path")  # the path as asked, also under a mount (/admin)
+    path = raw.decode("latin-1") if raw else request.url.path
+    target = path + (f"?{request.url.query}" if request.url.query else "")
+    return Redirect(path=f"/login?next={quote(safe_next(target), safe='')}", status_code=303)
+
+
+def error_response(request: Request, status: int, detail: str, extra: dict[str, str] | None = None) -> Response:
+    headers = {"vary": VARY, "cache-control": "no-store", **(extra or {})}
+    if wants_json(request):
+        return Response(content={"status_code": status, "detail": detail}, status_code=status, headers=headers)
+    return Template(
+        template_name="error.html",
+        context={"status": status, "detail": detail, "user": request.scope.get("user")},
+        status_code=status,
+        headers=headers,
+        media_type="text/html",
+    )
+
+
+def handle_exception(request: Request, error: Exception) -> Response:
+    if isinstance(error, NotAuthorizedException) and not wants_json(request):
+        if is_htmx(request):  # a partial cannot redirect the page: tell htmx to
+            return Response(content=b"", status_code=401, headers={"hx-redirect": "/login"})
+        return login_redirect(request)
+    if isinstance(error, AppError):
+        return error_response(request, error.status_code, str(error), error.headers)
+    if isinstance(error, HTTPException):
+        detail = error.detail
+        if error.status_code == 400 and error.extra:
+            detail = _validation_detail(error)
+        return error_response(request, error.status_code, detail, dict(error.headers or {}))
+    message = database_error_message(error)
+    if message is not None:
+        logger.error("database unavailable on %s %s: %s", request.method, request.url.path, message)
+        return error_response(request, 503, "the database is unavailable; try again in a moment", {"retry-after": "5"})
+    logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=error)
+    return error_response(request, 500, "something went wrong on our side; it has been logged")
+
+
+def _validation_detail(error: HTTPException) -> str:
+    problems = []
+    for item in error.extra if isinstance(error.extra, list) else []:
+        if isinstance(item, dict):
+            key = item.get("key") or "parameter"
+            problems.append(f"{key}: {item.get('message', 'invalid')}")
+    return "; ".join(problems) or str(error.detail)

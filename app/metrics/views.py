@@ -1,0 +1,305 @@
+"""Every metrics view, declared once: its path, parameters, pure function, result, templates,
+the parameter sets a refresh precomputes, and its table columns.
+
+From a `View`, app.metrics.controllers makes the endpoint (JSON, page and htmx partial, and
+its OpenAPI entry), app.metrics.service the cache key and the refresh's precomputed answers.
+Adding a view is one declaration here, one pure function in analytics, two templates
+(`metrics/<template>.html` including `partials/<template>.html`) and its tests.
+
+Nothing here knows HTTP, Redis or the database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any, ClassVar, Generic, TypeVar
+
+import msgspec
+
+from app.metrics import analytics
+from app.metrics.analytics import FREQS, RANK_BY, Dataset, InvalidParameter
+from app.metrics.schemas import (
+    CountryDetail,
+    CountryRow,
+    Filters,
+    Freq,
+    Kpis,
+    Line,
+    Order,
+    Page,
+    Product,
+    RankBy,
+    Series,
+    SeriesPoint,
+    TopCountries,
+)
+
+MAX_TEXT = 100
+
+P = TypeVar("P", bound="Params")
+R = TypeVar("R", bound=msgspec.Struct)
+
+
+# -- parameters --------------------------------------------------------------------------
+
+
+def clean_text(name: str, value: str | None) -> str | None:
+    """A text parameter stripped, None when blank; NUL characters and long values refused."""
+    if value is None or not value.strip():
+        return None
+    if "\x00" in value:
+        raise InvalidParameter(name, f"{name} must not contain a NUL character")
+    if len(value) > MAX_TEXT:
+        raise InvalidParameter(name, f"{name} is too long (at most {MAX_TEXT} characters)")
+    return value.strip()
+
+
+def parse_date(name: str, value: str | date | None) -> date | None:
+    if isinstance(value, date):
+        return value
+    text = clean_text(name, value)
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise InvalidParameter(name, f"{name}={text!r} is not a date: use YYYY-MM-DD, e.g. 2011-03-01") from None
+
+
+class Params(msgspec.Struct, frozen=True, kw_only=True):
+    """A view's parameters. Each field is a query parameter (or a path parameter, where the
+    view's path names it) whose default is the view's default, the one place it is set.
+
+    `from_query` takes the values as they arrive (dates and texts as strings); `key` is the
+    normalised form that names the answer in the cache (two spellings of one question, one entry).
+    """
+
+    TEXT: ClassVar[tuple[str, ...]] = ()  # free-text fields: stripped, NUL and length checked
+    FOLDED: ClassVar[dict[str, Callable[[str], str]]] = {}  # how a text field is normalised for the key
+
+    @classmethod
+    def from_query(cls: type[P], **values: Any) -> P:
+        defaults = dict(zip(cls.__struct_fields__, cls.__struct_defaults__, strict=True))
+        for name in cls.TEXT:
+            if name in values:
+                cleaned = clean_text(name, values[name])
+                values[name] = defaults[name] if cleaned is None else cleaned
+        for name in ("start", "end"):
+            if name in values:
+                values[name] = parse_date(name, values[name])
+        return cls(**values)
+
+    @property
+    def filters(self) -> Filters:
+        return Filters(
+            start=getattr(self, "start", None), end=getattr(self, "end", None), country=getattr(self, "country", None)
+        )
+
+    def key(self) -> dict[str, object]:
+        values: dict[str, object] = {}
+        for name in self.__struct_fields__:
+            value = getattr(self, name)
+            if isinstance(value, date):
+                value = value.isoformat()
+            elif isinstance(value, str) and name in self.FOLDED:
+                value = self.FOLDED[name](value)
+            values[name] = "" if value is None else value
+        return values
+
+    def query(self, exclude: Iterable[str] = ()) -> dict[str, str]:
+        """The values that differ from the defaults, as query-string text (for links that keep the view)."""
+        defaults = dict(zip(self.__struct_fields__, self.__struct_defaults__, strict=True))
+        query = {}
+        for name in self.__struct_fields__:
+            value = getattr(self, name)
+            if name in exclude or value is None or value == "" or value == defaults[name]:
+                continue
+            query[name] = value.isoformat() if isinstance(value, date) else str(value)
+        return query
+
+
+def default(params: type[Params], name: str) -> Any:
+    """The default of one parameter (for a page that takes it without being that view)."""
+    return dict(zip(params.__struct_fields__, params.__struct_defaults__, strict=True))[name]
+
+
+def _casefold(text: str) -> str:
+    return text.strip().casefold()
+
+
+def _lower(text: str) -> str:
+    return text.strip().lower()
+
+
+class Dates(Params, frozen=True, kw_only=True):
+    start: date | None = None
+    end: date | None = None
+
+
+class Scope(Dates, frozen=True, kw_only=True):
+    """The filters every view takes: a date range and a country (any case)."""
+
+    TEXT = ("country",)
+    FOLDED = {"country": _casefold}
+
+    country: str | None = None
+
+
+class SeriesParams(Scope, frozen=True, kw_only=True):
+    freq: Freq = "month"
+
+
+class TopCountriesParams(Scope, frozen=True, kw_only=True):
+    by: RankBy = "revenue"
+    limit: int = 10
+    order: Order = "desc"
+
+
+class CountryParams(Dates, frozen=True, kw_only=True):
+    TEXT = ("country_name",)
+    FOLDED = {"country_name": _casefold}
+
+    country_name: str = ""
+
+
+class PageParams(Scope, frozen=True, kw_only=True):
+    TEXT = ("country", "q")
+    FOLDED = {"country": _casefold, "q": _lower}
+
+    q: str | None = None
+    page: int = 1
+    size: int = 50
+
+
+# -- the declaration -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table of a view's answer: its rows and their columns (what a CSV export writes)."""
+
+    name: str
+    row: type[msgspec.Struct]
+    rows: Callable[[Any], Sequence[msgspec.Struct]]
+    columns: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class View(Generic[P, R]):
+    name: str  # names the answer in cache keys and the endpoint
+    path: str  # under /metrics; `{field:str}` makes that field a path parameter
+    summary: str
+    params: type[P]
+    result: type[R]
+    compute: Callable[[Dataset, P, str], R]  # (data, parameters, currency) -> the answer
+    template: str  # metrics/<template>.html, including partials/<template>.html
+    context_name: str  # what the templates call the answer
+    # what a refresh precomputes: parameter sets, and optionally one call that computes them all
+    defaults: Callable[[Dataset], Iterable[P]] = lambda _: ()
+    compute_many: Callable[[Dataset, list[P], str], list[R]] | None = None
+    tables: tuple[Table, ...] = ()
+    lists_countries: bool = False  # the page's filter form offers the country list
+    errors: tuple[int, ...] = (400, 401, 404, 503)
+    path_params: tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        names = tuple(part[1:-1].split(":")[0] for part in self.path.split("/") if part.startswith("{"))
+        object.__setattr__(self, "path_params", names)
+
+    def precompute(self, dataset: Dataset, currency: str) -> list[tuple[P, R]]:
+        sets = list(self.defaults(dataset))
+        if self.compute_many is not None:
+            return list(zip(sets, self.compute_many(dataset, sets, currency), strict=True))
+        return [(params, self.compute(dataset, params, currency)) for params in sets]
+
+
+LINE_COLUMNS = (
+    "invoice_no",
+    "stock_code",
+    "description",
+    "quantity",
+    "invoice_date",
+    "unit_price",
+    "customer_id",
+    "country",
+    "line_revenue",
+)
+POINT_COLUMNS = ("period", "revenue", "units_sold", "orders", "growth_pct")
+PRODUCT_COLUMNS = ("stock_code", "description", "revenue", "units_sold")
+COUNTRY_COLUMNS = ("rank", "country", "revenue", "units_sold", "orders", "customers", "revenue_share_pct")
+
+KPIS: View[Scope, Kpis] = View(
+    name="kpis",
+    path="/kpis",
+    summary="KPIs of the sales lines in the filters",
+    params=Scope,
+    result=Kpis,
+    compute=lambda ds, p, currency: analytics.kpis(ds, p.filters, currency),
+    template="kpis",
+    context_name="kpis",
+    defaults=lambda _: [Scope()],
+)
+
+SERIES: View[SeriesParams, Series] = View(
+    name="series",
+    path="/series",
+    summary="Revenue, units and orders per day, week, month or year",
+    params=SeriesParams,
+    result=Series,
+    compute=lambda ds, p, currency: analytics.series(ds, p.filters, p.freq, currency),
+    template="series",
+    context_name="series",
+    defaults=lambda _: [SeriesParams(freq=freq) for freq in FREQS],
+    tables=(Table("series", SeriesPoint, lambda r: r.points, POINT_COLUMNS),),
+)
+
+TOP_COUNTRIES: View[TopCountriesParams, TopCountries] = View(
+    name="top-countries",
+    path="/top-countries",
+    summary="Countries ranked by revenue, units sold, orders or customers",
+    params=TopCountriesParams,
+    result=TopCountries,
+    compute=lambda ds, p, currency: analytics.top_countries(ds, p.filters, p.by, p.limit, p.order, currency),
+    template="top_countries",
+    context_name="top",
+    defaults=lambda _: [TopCountriesParams(by=by) for by in RANK_BY],
+    tables=(Table("top_countries", CountryRow, lambda r: r.items, COUNTRY_COLUMNS),),
+)
+
+COUNTRY: View[CountryParams, CountryDetail] = View(
+    name="country",
+    path="/top-countries/{country_name:str}",
+    summary="One country: KPIs, rank, monthly series, top products",
+    params=CountryParams,
+    result=CountryDetail,
+    compute=lambda ds, p, currency: analytics.country_detail(ds, p.filters, p.country_name, currency),
+    template="country",
+    context_name="detail",
+    # every country's page, from one group-by per figure
+    defaults=lambda ds: [CountryParams(country_name=name) for name in ds.countries.values()],
+    compute_many=lambda ds, sets, currency: analytics.country_details(
+        ds, Filters(), currency, [p.country_name for p in sets]
+    ),
+    tables=(
+        Table("series", SeriesPoint, lambda r: r.series, POINT_COLUMNS),
+        Table("top_products", Product, lambda r: r.top_products, PRODUCT_COLUMNS),
+    ),
+)
+
+PAGE: View[PageParams, Page] = View(
+    name="page",
+    path="/page",
+    summary="The sales lines in the filters, a page at a time",
+    params=PageParams,
+    result=Page,
+    compute=lambda ds, p, _: analytics.page(ds, p.filters, p.q, p.page, p.size),
+    template="page",
+    context_name="page",
+    defaults=lambda _: [PageParams()],
+    tables=(Table("transactions", Line, lambda r: r.items, LINE_COLUMNS),),
+    lists_countries=True,
+)
+
+VIEWS: tuple[View[Any, Any], ...] = (KPIS, SERIES, TOP_COUNTRIES, COUNTRY, PAGE)
