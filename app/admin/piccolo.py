@@ -12,6 +12,7 @@ from __future__ import annotations
 import secrets
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
+from typing import cast
 
 from litestar import asgi
 from litestar.response import Redirect
@@ -43,7 +44,7 @@ class Account(Table, tablename="users"):
 
 
 @lru_cache(maxsize=1)
-def admin_app():  # type: ignore[no-untyped-def]
+def admin_app():
     return create_admin(
         tables=[
             TableConfig(
@@ -95,8 +96,8 @@ async def session_token(user: dict) -> str:
     cached = _sessions.get(user["id"])
     now = datetime.now(UTC)
     fresh = cached is not None and cached[1] > now + timedelta(minutes=5)
-    if fresh and await SessionsBase.get_user_id(cached[0]) is not None:  # type: ignore[index]
-        return cached[0]  # type: ignore[index]
+    if fresh and await SessionsBase.get_user_id(cached[0]) is not None:  # type: ignore[index]  # the tuple is set with its value just above
+        return cached[0]  # type: ignore[index]  # the tuple is set with its value just above
     mirror_id = await _mirror_user(user)
     expiry = now + SESSION_LIFETIME
     session = await SessionsBase.create_session(user_id=mirror_id, expiry_date=expiry.replace(tzinfo=None))
@@ -119,8 +120,8 @@ def _with_session_cookie(headers: list[tuple[bytes, bytes]], token: str) -> list
 @asgi("/admin", is_mount=True, copy_scope=True, guards=[requires_admin], include_in_schema=False)
 async def admin(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["path"] in {"", "/"} and not scope.get("raw_path", b"").endswith(b"/"):
-        await Redirect(path="/admin/", status_code=308).to_asgi_response(app=None, request=None)(scope, receive, send)  # type: ignore[arg-type]
+        await Redirect(path="/admin/", status_code=308).to_asgi_response(app=None, request=None)(scope, receive, send)  # type: ignore[arg-type]  # a Redirect needs neither app nor request to answer
         return
     token = await session_token(scope["user"])
-    scope = {**scope, "headers": _with_session_cookie(list(scope["headers"]), token)}  # type: ignore[typeddict-item]
+    scope = cast(Scope, {**scope, "headers": _with_session_cookie(list(scope["headers"]), token)})
     await admin_app()(scope, receive, send)

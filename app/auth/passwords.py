@@ -31,7 +31,7 @@ async def hash_password(password: str) -> str:
 async def verify_password(password_hash: str | None, password: str) -> bool:
     """True when `password` matches; False otherwise, also for an unknown user (hash None)."""
     async with _slots:
-        target = password_hash or await asyncio.to_thread(_dummy_hash)
+        target = password_hash if password_hash else await asyncio.to_thread(_dummy_hash)
         try:
             await asyncio.to_thread(_hasher.verify, target, password)
         except (VerifyMismatchError, VerificationError, InvalidHashError):

@@ -214,7 +214,7 @@ class Accounts:
         first = not await User.exists().run()
         user = User(username=username, password_hash=password_hash, is_admin=admin or first)
         await user.save().run()
-        return await User.select(*_USER_COLUMNS).where(User.id == user.id).first().run()
+        return await _user(user.id)
 
     async def authenticate(self, username: str, password: str, client: str) -> dict:
         """The user, or BadCredentials (same message, same cost, whether the name exists or not)."""
@@ -244,13 +244,21 @@ class Accounts:
             .run()
         )
         self._forget(user_id=user["id"])
-        return await User.select(*_USER_COLUMNS).where(User.id == user["id"]).first().run()
+        return await _user(user["id"])
 
 
 async def find_user_id(username: str) -> int | None:
     """The id of the user with this name in any case (names are ASCII, so lower() is exact)."""
     rows = await User.raw("SELECT id FROM users WHERE lower(username) = lower({})", username).run()
     return rows[0]["id"] if rows else None
+
+
+async def _user(user_id: int) -> dict:
+    """The user just written (so it exists)."""
+    found = await User.select(*_USER_COLUMNS).where(User.id == user_id).first().run()
+    if found is None:  # pragma: no cover - deleted between the write and this read
+        raise AuthError("this account no longer exists", headers=None)
+    return found
 
 
 class RateLimited(AuthError):

@@ -1,11 +1,18 @@
 """The users table (the app's own accounts, not Piccolo's BaseUser)."""
 
+from typing import TYPE_CHECKING
+
 from piccolo.columns import Boolean, Integer, Timestamptz, Varchar
 from piccolo.columns.defaults.timestamptz import TimestamptzNow
 from piccolo.table import Table
 
+if TYPE_CHECKING:
+    from piccolo.columns import Serial
+
 
 class User(Table, tablename="users"):
+    if TYPE_CHECKING:  # Piccolo adds the `id` primary key when it makes the class
+        id: Serial
     username = Varchar(length=30, unique=True, index=True)
     password_hash = Varchar(length=255, secret=True)  # argon2id, PHC string format
     is_admin = Boolean(default=False)

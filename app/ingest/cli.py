@@ -29,7 +29,7 @@ class _RowsPerSecond(TextColumn):
     def __init__(self) -> None:
         super().__init__("")
 
-    def render(self, task):  # type: ignore[no-untyped-def]
+    def render(self, task):
         speed = task.finished_speed or task.speed
         return f"{speed:,.0f} rows/s" if speed else "… rows/s"
 

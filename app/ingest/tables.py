@@ -1,5 +1,7 @@
 """Imported data: one row per source line (transactions) and one per import (imports)."""
 
+from typing import TYPE_CHECKING
+
 from piccolo.columns import (
     BigSerial,
     Integer,
@@ -12,6 +14,9 @@ from piccolo.columns import (
 from piccolo.columns.defaults.timestamptz import TimestamptzNow
 from piccolo.table import Table
 
+if TYPE_CHECKING:
+    from piccolo.columns import Serial
+
 # Column limits; the importer rejects longer values with a clear reason.
 INVOICE_NO_LENGTH = 20
 STOCK_CODE_LENGTH = 32
@@ -21,6 +26,9 @@ COUNTRY_LENGTH = 64
 
 class Import(Table, tablename="imports"):
     """One import of a file. Never deleted, so dataset versions only grow."""
+
+    if TYPE_CHECKING:  # Piccolo adds the `id` primary key when it makes the class
+        id: Serial
 
     file_name = Varchar(length=255)
     sha256 = Varchar(length=64, index=True)  # of the decoded-to-bytes content (after gunzip)

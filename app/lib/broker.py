@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncGenerator
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -43,7 +44,8 @@ class StreamBroker(RedisStreamBroker):
         async with Redis(connection_pool=self.connection_pool) as redis:
             while True:
                 try:
-                    fetched = await redis.xreadgroup(
+                    # redis-py types these answers loosely; their shapes are XREADGROUP's and XAUTOCLAIM's
+                    fetched: Any = await redis.xreadgroup(
                         self.consumer_group_name,
                         self.consumer_name,
                         {self.queue_name: ">"},
@@ -51,7 +53,7 @@ class StreamBroker(RedisStreamBroker):
                         noack=False,
                         count=self.count,
                     )
-                    reclaimed = await redis.xautoclaim(
+                    reclaimed: Any = await redis.xautoclaim(
                         self.queue_name,
                         self.consumer_group_name,
                         self.consumer_name,
@@ -81,7 +83,7 @@ class StreamBroker(RedisStreamBroker):
 def make_broker(settings: Settings) -> AsyncBroker:
     if not settings.redis_url:
         return InMemoryBroker()
-    result_backend = RedisAsyncResultBackend(
+    result_backend: RedisAsyncResultBackend[Any] = RedisAsyncResultBackend(
         redis_url=settings.redis_url, result_ex_time=RESULT_TTL_SECONDS, socket_connect_timeout=2, socket_timeout=5
     )
     return StreamBroker(

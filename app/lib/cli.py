@@ -26,9 +26,10 @@ def run_command(work: Callable[[], Awaitable[Any]], known: tuple[type[Exception]
         finally:
             await reset_metrics_service()  # closes the process's cache (Redis connections)
 
+    shown: tuple[type[Exception], ...] = (SchemaOutOfDate, *known)
     try:
         return asyncio.run(main())
-    except (SchemaOutOfDate, *known) as error:
+    except shown as error:
         click.echo(f"error: {error}", err=True)
     except KeyboardInterrupt:
         click.echo("error: interrupted", err=True)

@@ -45,7 +45,7 @@ def read_transactions(settings: Settings) -> pl.DataFrame:
         rows = connection.execute(QUERY).fetchall()
     finally:
         connection.close()
-    schema = {**RAW_SCHEMA, "invoice_date": pl.String}
+    schema: dict[str, pl.DataType] = {**RAW_SCHEMA, "invoice_date": pl.String()}
     frame = pl.DataFrame(rows, schema=schema, orient="row")
     # Piccolo stores timestamps in SQLite as text, "2010-12-01 08:26:00"
     return frame.with_columns(

@@ -14,12 +14,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Annotated, Any, ClassVar, Generic, TypeVar
 
 import msgspec
+from msgspec import Meta
 
 from app.metrics import analytics
-from app.metrics.analytics import FREQS, RANK_BY, Dataset, InvalidParameter
+from app.metrics.analytics import FREQS, LIMIT_RANGE, MAX_PAGE, RANK_BY, SIZE_RANGE, Dataset, InvalidParameter
 from app.metrics.schemas import (
     CountryDetail,
     CountryRow,
@@ -76,6 +77,7 @@ class Params(msgspec.Struct, frozen=True, kw_only=True):
     normalised form that names the answer in the cache (two spellings of one question, one entry).
     """
 
+    DATES: ClassVar[tuple[str, ...]] = ("start", "end")  # dates, given as YYYY-MM-DD
     TEXT: ClassVar[tuple[str, ...]] = ()  # free-text fields: stripped, NUL and length checked
     FOLDED: ClassVar[dict[str, Callable[[str], str]]] = {}  # how a text field is normalised for the key
 
@@ -86,7 +88,7 @@ class Params(msgspec.Struct, frozen=True, kw_only=True):
             if name in values:
                 cleaned = clean_text(name, values[name])
                 values[name] = defaults[name] if cleaned is None else cleaned
-        for name in ("start", "end"):
+        for name in cls.DATES:
             if name in values:
                 values[name] = parse_date(name, values[name])
         return cls(**values)
@@ -134,43 +136,43 @@ def _lower(text: str) -> str:
 
 
 class Dates(Params, frozen=True, kw_only=True):
-    start: date | None = None
-    end: date | None = None
+    start: Annotated[date | None, Meta(description="First day (YYYY-MM-DD), inclusive")] = None
+    end: Annotated[date | None, Meta(description="Last day (YYYY-MM-DD), inclusive")] = None
 
 
 class Scope(Dates, frozen=True, kw_only=True):
     """The filters every view takes: a date range and a country (any case)."""
 
-    TEXT = ("country",)
+    TEXT: ClassVar[tuple[str, ...]] = ("country",)
     FOLDED = {"country": _casefold}
 
-    country: str | None = None
+    country: Annotated[str | None, Meta(description="One country, any case")] = None
 
 
 class SeriesParams(Scope, frozen=True, kw_only=True):
-    freq: Freq = "month"
+    freq: Annotated[Freq, Meta(description="The length of a period")] = "month"
 
 
 class TopCountriesParams(Scope, frozen=True, kw_only=True):
-    by: RankBy = "revenue"
-    limit: int = 10
-    order: Order = "desc"
+    by: Annotated[RankBy, Meta(description="What the ranking is by")] = "revenue"
+    limit: Annotated[int, Meta(ge=LIMIT_RANGE[0], le=LIMIT_RANGE[1], description="How many countries")] = 10
+    order: Annotated[Order, Meta(description="desc: the largest first")] = "desc"
 
 
 class CountryParams(Dates, frozen=True, kw_only=True):
-    TEXT = ("country_name",)
+    TEXT: ClassVar[tuple[str, ...]] = ("country_name",)
     FOLDED = {"country_name": _casefold}
 
-    country_name: str = ""
+    country_name: Annotated[str, Meta(description="The country, any case")] = ""
 
 
 class PageParams(Scope, frozen=True, kw_only=True):
-    TEXT = ("country", "q")
+    TEXT: ClassVar[tuple[str, ...]] = ("country", "q")
     FOLDED = {"country": _casefold, "q": _lower}
 
-    q: str | None = None
-    page: int = 1
-    size: int = 50
+    q: Annotated[str | None, Meta(description="Search in invoice, stock code and description")] = None
+    page: Annotated[int, Meta(ge=1, le=MAX_PAGE, description="Page number")] = 1
+    size: Annotated[int, Meta(ge=SIZE_RANGE[0], le=SIZE_RANGE[1], description="Lines per page")] = 50
 
 
 # -- the declaration -----------------------------------------------------------------------

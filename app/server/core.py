@@ -62,14 +62,14 @@ class ApplicationCore(InitPluginProtocol, CLIPluginProtocol):
         from app.lib.web.headers import before_send
         from app.lib.web.openapi import openapi_config
         from app.lib.web.templating import configure
-        from app.metrics.controllers import DashboardController, metrics_router
+        from app.metrics.controllers import dashboard_page, metrics_router
         from app.system.health import HealthController
 
         settings = self.settings
         app_config.route_handlers.extend(
             [
                 AuthController,
-                DashboardController,
+                dashboard_page,
                 DataController,
                 HealthController,
                 admin,
@@ -91,7 +91,8 @@ class ApplicationCore(InitPluginProtocol, CLIPluginProtocol):
             if settings.is_postgres:
                 from app.metrics.service import get_metrics_service
 
-                await engine().start_connection_pool(min_size=1, max_size=10)
+                pool_engine: Any = engine()  # a PostgresEngine here, whose pool takes asyncpg's options
+                await pool_engine.start_connection_pool(min_size=1, max_size=10)
                 await get_metrics_service().listen(settings.database_url)
                 # read the frame now, in the background, rather than on the first uncached request
                 background.add(asyncio.create_task(_preload()))

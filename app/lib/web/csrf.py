@@ -24,7 +24,7 @@ def csrf_token(request: ASGIConnection) -> str:
         if len(token) != 43:
             token = secrets.token_urlsafe(32)
             scope["csrf_new"] = token  # type: ignore[typeddict-unknown-key]  # read by headers.before_send
-        scope["csrf_token"] = token  # type: ignore[typeddict-unknown-key]
+        scope["csrf_token"] = token  # type: ignore[typeddict-unknown-key]  # our own scope key
     return token
 
 

@@ -27,7 +27,8 @@ class Deadline:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD") or scope["path"].startswith("/static/"):
+        method = scope.get("method")
+        if scope["type"] != "http" or method not in ("GET", "HEAD") or scope["path"].startswith("/static/"):
             await self.app(scope, receive, send)
             return
         answering = False
@@ -43,7 +44,7 @@ class Deadline:
         except TimeoutError:
             if answering:
                 raise
-            logger.warning("%s %s: no answer within %.1f s", scope["method"], scope["path"], REQUEST_TIMEOUT_SECONDS)
+            logger.warning("%s %s: no answer within %.1f s", method, scope["path"], REQUEST_TIMEOUT_SECONDS)
             raise RequestTimedOut(
                 detail="this took too long (the database or a computation is slow); try again in a moment",
                 headers={"retry-after": "5"},

@@ -16,7 +16,7 @@ class ErrorBody(msgspec.Struct):
     detail: str
 
 
-BEARER = [{"BearerToken": []}]
+BEARER: list[dict[str, list[str]]] = [{"BearerToken": []}]
 
 
 def errors(*codes: int) -> dict[int, ResponseSpec]:
