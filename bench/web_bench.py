@@ -1,11 +1,16 @@
 """Web throughput: warm endpoints of the app against a bare Litestar handler, measured with wrk.
 
-    uv run python bench/web_bench.py [--seconds 10] [--connections 32] [--rounds 2]
+    uv run python bench/web_bench.py [--seconds 10] [--connections 32] [--rounds 2] [--baseline REF]
 
 Both servers run the same way: uvicorn, one worker, no access log, on 127.0.0.1. The
 bare app is one handler returning a constant JSON dict. The app runs in production mode
 (a fresh PostgreSQL database with the full reference data, Redis for the cache) with a
 valid token; the views are warmed (in the cache) before measuring. Rounds alternate.
+
+With `--baseline REF` (a git commit, e.g. `main~3`), the app as it was at REF is served too,
+from a temporary git worktree, on the same database (its own Redis database number): its
+warm figures are measured in the same rounds, and every endpoint's JSON bytes of both are
+compared (they must be equal).
 
 Needs wrk (`apt-get install -y wrk`), PostgreSQL at BENCH_PG and Redis at BENCH_REDIS.
 """
@@ -94,11 +99,38 @@ def wrk(url: str, headers: dict[str, str], seconds: int, connections: int) -> di
     }
 
 
+# what both versions must answer byte for byte (warm and cold paths, every view, errors)
+SAME_BYTES = [
+    "/metrics/kpis",
+    "/metrics/kpis?country=germany&start=2011-03-01&end=2011-05-31",
+    "/metrics/series",
+    "/metrics/series?freq=week&country=France",
+    "/metrics/series?freq=day&start=2011-12-01",
+    "/metrics/top-countries",
+    "/metrics/top-countries?by=customers&order=asc&limit=5",
+    "/metrics/top-countries/United%20Kingdom",
+    "/metrics/top-countries/eire?start=2011-01-01&end=2011-06-30",
+    "/metrics/page",
+    "/metrics/page?q=heart&page=3&size=20&country=United%20Kingdom",
+    "/metrics/page?page=99999",
+    "/metrics/kpis?country=Atlantis",
+    "/metrics/kpis?start=2011-02-01&end=2011-01-01",
+]
+
+
+def worktree(ref: str) -> Path:
+    """A checkout of `ref` beside the repository (removed by clean_up)."""
+    folder = Path(tempfile.mkdtemp(prefix="bench-baseline-")) / "tree"
+    subprocess.run(["git", "worktree", "add", "--detach", str(folder), ref], cwd=ROOT, check=True, capture_output=True)
+    return folder
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--baseline", help="also serve the app at this git commit, and compare")
     args = parser.parse_args()
     if not DATA.exists():
         raise SystemExit(f"{DATA} not found: the benchmark reads the real data from ../shared/data")
@@ -116,6 +148,7 @@ def main() -> None:
     bare_dir = Path(tempfile.mkdtemp(prefix="bare-app-"))
     (bare_dir / "bare.py").write_text(BARE_APP)
     servers: list[subprocess.Popen] = []
+    trees: list[Path] = []
     try:
         subprocess.run(
             [sys.executable, "-m", "piccolo.main", "migrations", "forwards", "all"],
@@ -126,45 +159,74 @@ def main() -> None:
         app, app_base = serve("app:create_app", env, factory=True)
         bare, bare_base = serve("bare:app", {**env, "BENCH_CWD": str(bare_dir)})
         servers += [app, bare]
+        bases = {"": app_base}
+        if args.baseline:
+            tree = worktree(args.baseline)
+            trees.append(tree)
+            old_env = {
+                **env,
+                "BENCH_CWD": str(tree),
+                "PYTHONPATH": str(tree),
+                "REDIS_URL": REDIS.rsplit("/", 1)[0] + "/1",
+            }
+            old, bases["baseline "] = serve("app:create_app", old_env, factory=True)
+            servers.append(old)
         account = {"username": "bench", "password": "bench password"}
         httpx.post(f"{app_base}/auth/register", json=account).raise_for_status()
         token = httpx.post(f"{app_base}/auth/login", json=account).json()["access_token"]
         auth = {"Authorization": f"Bearer {token}"}
-        for path, accept in [("/metrics/kpis", "application/json"), ("/", "text/html")]:
-            for _ in range(3):  # warm: frame loaded, answers in Redis
-                httpx.get(app_base + path, headers={**auth, "Accept": accept}, timeout=60).raise_for_status()
+        for base in bases.values():
+            for path, accept in [("/metrics/kpis", "application/json"), ("/", "text/html")]:
+                for _ in range(3):  # warm: frame loaded, answers in Redis
+                    httpx.get(base + path, headers={**auth, "Accept": accept}, timeout=60).raise_for_status()
+        if args.baseline:
+            different = []
+            for path in SAME_BYTES:
+                answers = [httpx.get(base + path, headers=auth, timeout=60) for base in bases.values()]
+                if len({(a.status_code, a.content) for a in answers}) != 1:
+                    different.append(path)
+            print(
+                f"JSON bytes, this tree vs {args.baseline}: {len(SAME_BYTES) - len(different)} of "
+                f"{len(SAME_BYTES)} endpoints identical" + (f"; DIFFERENT: {different}" if different else "")
+            )
 
-        runs: dict[str, list[dict]] = {"bare": [], "kpis": [], "dashboard": []}
+        names = ["bare"] + [f"{prefix}{view}" for view in ("kpis", "dashboard") for prefix in bases]
+        runs: dict[str, list[dict]] = {name: [] for name in names}
         for _ in range(args.rounds):
             runs["bare"].append(wrk(bare_base + "/", {}, args.seconds, args.connections))
-            runs["kpis"].append(
-                wrk(app_base + "/metrics/kpis", {**auth, "Accept": "application/json"}, args.seconds, args.connections)
-            )
-            runs["dashboard"].append(
-                wrk(app_base + "/", {**auth, "Accept": "text/html"}, args.seconds, args.connections)
-            )
+            for prefix, base in bases.items():
+                json_headers = {**auth, "Accept": "application/json"}
+                runs[f"{prefix}kpis"].append(wrk(base + "/metrics/kpis", json_headers, args.seconds, args.connections))
+                html_headers = {**auth, "Accept": "text/html"}
+                runs[f"{prefix}dashboard"].append(wrk(base + "/", html_headers, args.seconds, args.connections))
         print(f"\nwrk -t2 -c{args.connections} -d{args.seconds}s, {args.rounds} rounds alternating, uvicorn 1 worker:")
         bare_rps = statistics.median(r["rps"] for r in runs["bare"])
         ok = True
-        for name, label in [
-            ("bare", "bare Litestar handler, constant JSON"),
-            ("kpis", "GET /metrics/kpis, JSON, Bearer token"),
-            ("dashboard", "GET / (dashboard page), Bearer token"),
-        ]:
+        labels = [("bare", "bare Litestar handler, constant JSON")]
+        for prefix in bases:
+            labels += [
+                (f"{prefix}kpis", f"{prefix}GET /metrics/kpis, JSON, Bearer token"),
+                (f"{prefix}dashboard", f"{prefix}GET / (dashboard page), Bearer token"),
+            ]
+        for name, label in labels:
             rps = statistics.median(r["rps"] for r in runs[name])
             errors = sum(r["non_2xx"] for r in runs[name])
             last = runs[name][-1]
             line = f"  {label:<42} {rps:>8.0f} req/s  p50 {last['p50']:>8}  p99 {last['p99']:>8}  non-2xx {errors}"
-            if name in TARGETS:
+            if name.split()[-1] in TARGETS:
                 ratio = rps / bare_rps
-                passed = ratio >= TARGETS[name] and errors == 0
+                passed = ratio >= TARGETS[name.split()[-1]] and errors == 0
                 ok = ok and passed
-                line += f"  ratio {ratio:.2f} (target >= {TARGETS[name]:.2f}) {'ok' if passed else 'MISSED'}"
+                line += (
+                    f"  ratio {ratio:.2f} (target >= {TARGETS[name.split()[-1]]:.2f}) {'ok' if passed else 'MISSED'}"
+                )
             print(line)
         print("\nall targets met" if ok else "\nsome targets MISSED")
         print(json.dumps({name: [r["rps"] for r in values] for name, values in runs.items()}))
     finally:
         clean_up(servers, database)
+        for tree in trees:
+            subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, check=False)
 
 
 if __name__ == "__main__":

@@ -30,15 +30,16 @@ def register(cli: click.Group) -> None:
         that every view computes and shows what it costs.
         """
         if queue:
-            from app.metrics.jobs import enqueue_refresh
+            from app.metrics.jobs import trigger_refresh
 
             if not get_settings().redis_url:
                 click.echo("error: --queue needs REDIS_URL (the worker's queue); run without it instead", err=True)
                 sys.exit(1)
-            if not run_command(enqueue_refresh):
+            state = run_command(lambda: trigger_refresh(here=False))
+            if not state.startswith("queued"):
                 click.echo("error: could not reach the queue at REDIS_URL", err=True)
                 sys.exit(1)
-            click.echo("refresh queued for the worker")
+            click.echo(f"refresh {state}")
             return
 
         from app.metrics.service import get_metrics_service

@@ -154,7 +154,7 @@ async def dashboard(request: Request, **values: Any) -> Answer[Any] | Template:
     scope = Scope(start=params.start, end=params.end, country=params.country)
     series = SeriesParams(start=params.start, end=params.end, country=params.country, freq=params.freq)
     top = TopCountriesParams(start=params.start, end=params.end, country=params.country, by=params.by)
-    key = cache_key(tag, "dashboard", **params.key())
+    key = cache_key(tag, "dashboard", params)
 
     async def page_context() -> dict[str, Any]:
         return {

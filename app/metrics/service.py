@@ -73,12 +73,12 @@ class Batched:
                 waiter.set_exception(error)
 
 
-def cache_key(tag: str, view: str, **params: object) -> str:
+@lru_cache(maxsize=4096)  # warm requests ask for the same few views (Params are frozen, so hashable)
+def cache_key(tag: str, view: str, params: Params) -> str:
     """`metrics:<dataset tag>:<view>:<digest of the sorted, normalised parameters>`."""
-    return _cache_key(tag, view, tuple(sorted(params.items())))
+    return _cache_key(tag, view, tuple(sorted(params.key().items())))
 
 
-@lru_cache(maxsize=4096)  # warm requests ask for the same few views
 def _cache_key(tag: str, view: str, params: tuple[tuple[str, object], ...]) -> str:
     canonical = "&".join(f"{name}={'' if value is None else value}" for name, value in params)
     return f"metrics:{tag}:{view}:{hashlib.sha256(canonical.encode()).hexdigest()[:32]}"
@@ -200,8 +200,7 @@ class MetricsService:
     async def answer(self, view: View[P, Any], params: P) -> bytes:
         """The JSON bytes of `view` for `params`: this process's copy, the shared cache, or computed."""
         tag = await self.tag()
-        key_params = params.key()
-        key = cache_key(tag, view.name, **key_params)
+        key = cache_key(tag, view.name, params)
         # a small in-process copy in front of Redis: keys carry the dataset tag, so it is never stale
         body = self._local.get(key) if self._local is not None else None
         if body is not None:
@@ -216,7 +215,7 @@ class MetricsService:
         body = await asyncio.to_thread(lambda: msgspec.json.encode(view.compute(dataset, params, currency)))
         self.computed += 1
         # stored under the tag of the frame it came from, which may be newer than `tag`
-        key = cache_key(dataset.tag, view.name, **key_params)
+        key = cache_key(dataset.tag, view.name, params)
         self._remember(key, body)
         await self.cache.set(key, body, self.settings.cache_ttl_seconds)
         return body
@@ -258,7 +257,7 @@ class MetricsService:
         """What a refresh precomputes (each view's `defaults`), under the keys the requests for them use."""
         encode = msgspec.json.encode
         return [
-            (cache_key(dataset.tag, view.name, **params.key()), encode(result))
+            (cache_key(dataset.tag, view.name, params), encode(result))
             for view in VIEWS
             for params, result in view.precompute(dataset, self.settings.currency)
         ]

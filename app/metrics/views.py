@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from functools import lru_cache
 from typing import Annotated, Any, ClassVar, Generic, TypeVar
 
 import msgspec
@@ -83,6 +84,11 @@ class Params(msgspec.Struct, frozen=True, kw_only=True):
 
     @classmethod
     def from_query(cls: type[P], **values: Any) -> P:
+        """The parameters from the values as they arrive (InvalidParameter says what to fix)."""
+        return _from_query(cls, tuple(values.items()))
+
+    @classmethod
+    def _parse(cls: type[P], values: dict[str, Any]) -> P:
         defaults = dict(zip(cls.__struct_fields__, cls.__struct_defaults__, strict=True))
         for name in cls.TEXT:
             if name in values:
@@ -122,9 +128,25 @@ class Params(msgspec.Struct, frozen=True, kw_only=True):
         return query
 
 
+@lru_cache(maxsize=4096)  # warm requests repeat the same few queries; errors are not remembered
+def _from_query(params: type[P], values: tuple[tuple[str, Any], ...]) -> P:
+    return params._parse(dict(values))
+
+
 def default(params: type[Params], name: str) -> Any:
     """The default of one parameter (for a page that takes it without being that view)."""
     return dict(zip(params.__struct_fields__, params.__struct_defaults__, strict=True))[name]
+
+
+def view_defaults(views: Iterable[View[Any, Any]]) -> dict[str, Any]:
+    """Every query parameter's default (one value per name across the views; links leave them out)."""
+    found: dict[str, Any] = {}
+    for view in views:
+        for name, value in zip(view.params.__struct_fields__, view.params.__struct_defaults__, strict=True):
+            skip = value is None or name in view.path_params
+            if not skip and found.setdefault(name, value) != value:
+                raise ValueError(f"the views disagree on the default of {name!r}")
+    return found
 
 
 def _casefold(text: str) -> str:

@@ -7,6 +7,7 @@ import gc
 import logging
 import os
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -63,6 +64,7 @@ class ApplicationCore(InitPluginProtocol, CLIPluginProtocol):
         from app.lib.web.openapi import openapi_config
         from app.lib.web.templating import configure
         from app.metrics.controllers import dashboard_page, metrics_router
+        from app.metrics.views import VIEWS, view_defaults
         from app.system.health import HealthController
 
         settings = self.settings
@@ -82,7 +84,9 @@ class ApplicationCore(InitPluginProtocol, CLIPluginProtocol):
         app_config.before_send.append(before_send)
         app_config.openapi_config = openapi_config()
         app_config.template_config = TemplateConfig(
-            directory=[*self.template_dirs, ROOT / "templates"], engine=JinjaTemplateEngine, engine_callback=configure
+            directory=[*self.template_dirs, ROOT / "templates"],
+            engine=JinjaTemplateEngine,
+            engine_callback=partial(configure, defaults=view_defaults(self.views or VIEWS)),
         )
         app_config.logging_config = litestar_logging(settings)
 

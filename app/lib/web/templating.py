@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -58,20 +59,25 @@ def chart_json(points: list[Any]) -> str:
     return json.dumps({"x": x, "y": [p.revenue for p in points]})
 
 
-def with_query(query: dict[str, str], **changes: Any) -> str:
-    """`?` + the query with some values changed (None or "" removes them)."""
-    merged = {**query, **{k: str(v) for k, v in changes.items() if v not in (None, "")}}
-    for key, value in changes.items():
-        if value in (None, ""):
+def query_builder(defaults: dict[str, Any]) -> Callable[..., str]:
+    def with_query(query: dict[str, str], **changes: Any) -> str:
+        """`?` + the query with some values changed (None, "" or the parameter's default removes them)."""
+        removed = {key for key, value in changes.items() if value in (None, "") or value == defaults.get(key)}
+        merged = {**query, **{k: str(v) for k, v in changes.items() if k not in removed}}
+        for key in removed:
             merged.pop(key, None)
-    return "?" + urlencode(merged) if merged else "?"
+        return "?" + urlencode(merged) if merged else "?"
+
+    return with_query
 
 
-def configure(engine: JinjaTemplateEngine) -> None:
+def configure(engine: JinjaTemplateEngine, defaults: dict[str, Any] | None = None) -> None:
+    """The filters and globals; `defaults` are the query parameters' defaults, which links leave out."""
     env = engine.engine
     # production (PostgreSQL) templates do not change under a running process: no stat() per render
     env.auto_reload = not get_settings().is_postgres
     env.filters.update(money=money, number=number, percent=percent, day=day, moment=moment, period=period)
     env.filters["chart_json"] = chart_json
-    env.globals["with_query"] = with_query
+    env.globals["defaults"] = defaults = defaults or {}
+    env.globals["with_query"] = query_builder(defaults)
     engine.register_template_callable("csrf_token", lambda context: csrf_token(context["request"]))
