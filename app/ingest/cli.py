@@ -18,6 +18,8 @@ from app.ingest.service import (
     ImportFailed,
     ImportRejected,
     ImportResult,
+    OverlapMode,
+    OverlapRefused,
     dataset_status,
     import_file,
 )
@@ -56,6 +58,11 @@ def _run(work: Callable[[], Awaitable[Any]]) -> Any:
         if error.rejected > len(error.rejects):
             click.echo(f"  ... and {error.rejected - len(error.rejects):,} more", err=True)
         sys.exit(1)
+    except OverlapRefused as error:
+        _fail(
+            f"{error}. Choose: skip those invoices (--skip-overlap), replace their stored lines with the "
+            "file's (--replace-overlap), or replace all data with the file (--replace)"
+        )
     except (SourceError, ImportFailed, SchemaOutOfDate) as error:
         _fail(str(error))
     except KeyboardInterrupt:
@@ -72,7 +79,9 @@ def _run(work: Callable[[], Awaitable[Any]]) -> Any:
         _fail(message)
 
 
-def _import(path: str, replace: bool, skip_invalid: bool, rejects: str | None) -> ImportResult:
+def _import(
+    path: str, replace: bool, skip_invalid: bool, rejects: str | None, overlap: OverlapMode = "refuse"
+) -> ImportResult:
     console = Console(stderr=True)
     show_progress = console.is_terminal
     progress = Progress(
@@ -100,6 +109,7 @@ def _import(path: str, replace: bool, skip_invalid: bool, rejects: str | None) -
             lambda: import_file(
                 path,
                 replace=replace,
+                overlap=overlap,
                 skip_invalid=skip_invalid,
                 reject_file=Path(rejects) if rejects else None,
                 on_start=on_start,
@@ -144,15 +154,29 @@ def register(cli: click.Group) -> None:
     @click.option(
         "--replace", is_flag=True, help="Replace all transactions with this file's (also allows a re-import)."
     )
+    @click.option(
+        "--skip-overlap", is_flag=True, help="Import only the invoices that are not stored yet (skip the others)."
+    )
+    @click.option(
+        "--replace-overlap",
+        is_flag=True,
+        help="Replace the stored lines of the file's invoices that are already stored with the file's lines.",
+    )
     @_skip_option
     @_rejects_option
-    def import_command(file: str, replace: bool, skip_invalid: bool, rejects: str | None) -> None:
+    def import_command(
+        file: str, replace: bool, skip_overlap: bool, replace_overlap: bool, skip_invalid: bool, rejects: str | None
+    ) -> None:
         """Import FILE (.csv, .csv.gz or .parquet; Kaggle or Online Retail II layout).
 
-        By default a file with any invalid line is refused and nothing is written.
-        Importing content that is already loaded is refused unless --replace is given.
+        By default a file with any invalid line is refused and nothing is written, and so is a
+        file with invoices that are already stored (an overlapping export): the error says how
+        many; then choose --skip-overlap, --replace-overlap or --replace.
         """
-        _import(file, replace, skip_invalid, rejects)
+        if sum((replace, skip_overlap, replace_overlap)) > 1:
+            _fail("choose one of --replace, --skip-overlap and --replace-overlap")
+        mode: OverlapMode = "skip" if skip_overlap else "replace" if replace_overlap else "refuse"
+        _import(file, replace, skip_invalid, rejects, mode)
 
     @data.command(name="replace")
     @_file_argument

@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TextIO
+from typing import Any, Literal, TextIO
 
 import asyncpg
 import polars as pl
@@ -56,6 +56,41 @@ class DuplicateImport(ImportFailed):
     pass
 
 
+# What to do with a file's invoices that are already stored (an invoice is the unit of overlap):
+# refuse the import (the default), skip those invoices, or replace their stored lines.
+OverlapMode = Literal["refuse", "skip", "replace"]
+OVERLAP_MODES: tuple[OverlapMode, ...] = ("refuse", "skip", "replace")
+OVERLAP_EXAMPLES = 5
+
+
+@dataclass
+class Overlap:
+    """The file's invoices that are already stored."""
+
+    invoices: int
+    file_lines: int  # the file's lines of those invoices
+    stored_lines: int  # the stored lines of those invoices
+    examples: list[str]  # the first few invoice numbers
+    first: datetime | None  # the date range of those invoices in the file
+    last: datetime | None
+
+    def describe(self) -> str:
+        span = f", {self.first:%Y-%m-%d} to {self.last:%Y-%m-%d}" if self.first and self.last else ""
+        more = ", ..." if self.invoices > len(self.examples) else ""
+        return (
+            f"{self.invoices:,} of its invoices are already stored ({self.file_lines:,} lines in the file, "
+            f"{self.stored_lines:,} stored{span}; e.g. {', '.join(self.examples)}{more})"
+        )
+
+
+class OverlapRefused(ImportFailed):
+    """The file holds invoices that are already stored, and no overlap mode was chosen: nothing was written."""
+
+    def __init__(self, source: Source, overlap: Overlap) -> None:
+        self.overlap = overlap
+        super().__init__(f"{source.file_name}: {overlap.describe()}; nothing was imported")
+
+
 class ImportRejected(ImportFailed):
     """Invalid lines and no skip_invalid: nothing was written."""
 
@@ -85,6 +120,8 @@ class ImportResult:
     rejected_rows: int
     seconds: float
     replaced: bool
+    overlap_mode: OverlapMode = "refuse"
+    overlap: Overlap | None = None  # the invoices that were already stored, skipped or replaced
     reject_file: Path | None = None
     rejects: list[Reject] = field(default_factory=list)  # the first REPORTED_REJECTS
 
@@ -97,6 +134,12 @@ class ImportResult:
         )
         if self.replaced:
             line += "; previous data replaced"
+        if self.overlap is not None:
+            done = "skipped" if self.overlap_mode == "skip" else "replaced"
+            line += (
+                f"; {self.overlap.invoices:,} invoices were already stored: {done} "
+                f"({self.overlap.file_lines:,} lines in the file, {self.overlap.stored_lines:,} stored)"
+            )
         if self.reject_file:
             line += f"; rejected lines written to {self.reject_file}"
         return line
@@ -114,21 +157,28 @@ async def import_file(
     path: str | Path,
     *,
     replace: bool = False,
+    overlap: OverlapMode = "refuse",
     skip_invalid: bool = False,
     reject_file: Path | None = None,
     file_name: str | None = None,
     on_start: Callable[[Source], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> ImportResult:
-    """Import one file. Raises SourceError, DuplicateImport or ImportRejected with a clear message.
+    """Import one file. Raises SourceError, DuplicateImport, OverlapRefused or ImportRejected with a
+    clear message.
 
+    replace: replace all stored data with the file's. overlap: what to do with the file's
+    invoices that are already stored (refuse, skip them, or replace their stored lines).
     file_name: the name to record and show (an upload's original name); default: the path's.
     """
+    if overlap not in OVERLAP_MODES:
+        raise ImportFailed(f"overlap must be one of {', '.join(OVERLAP_MODES)}, not {overlap!r}")
     started = time.perf_counter()
     started_at = datetime.now(UTC)
     db = engine()
     source = await asyncio.to_thread(inspect_source, path, file_name)
-    if not replace:  # early, before reading; checked again inside the transaction
+    refuse_duplicate = not replace and overlap == "refuse"  # skip/replace of the same file is idempotent
+    if refuse_duplicate:  # early, before reading; checked again inside the transaction
         await _refuse_duplicate(source)
     if on_start:
         on_start(source)
@@ -149,8 +199,9 @@ async def import_file(
                 await tx.connection.execute("LOCK TABLE imports IN EXCLUSIVE MODE", timeout=LOAD_TIMEOUT)
                 # delivered at commit (and dropped on rollback): web processes re-read the dataset tag
                 await tx.connection.execute(f"NOTIFY {DATASET_CHANNEL}")
-            if not replace:
+            if refuse_duplicate:
                 await _refuse_duplicate(source)
+            stored_before = not replace and await Transaction.exists().run()
             version = await current_version() + 1
             import_row = Import(
                 file_name=source.file_name[:255],
@@ -175,6 +226,32 @@ async def import_file(
                 payloads = _prefetch(read_batches(source), _sqlite_rows(import_row.id), tally, on_progress)
                 await _sqlite_insert(tx.connection, payloads)
             tally.raise_if_rejected(source)
+            found = await _overlap(tx.connection, postgres, import_row.id) if stored_before else None
+            if found is not None:
+                if overlap == "refuse":
+                    raise OverlapRefused(source, found)
+                await _resolve_overlap(tx.connection, postgres, import_row.id, overlap)
+                if overlap == "skip":
+                    tally.rows -= found.file_lines
+                    if tally.rows == 0:
+                        raise ImportFailed(
+                            f"{source.file_name}: every invoice in it is already stored; nothing was imported"
+                        )
+            result = ImportResult(
+                import_id=import_row.id,
+                dataset_version=version,
+                file_name=source.file_name,
+                layout=source.layout,
+                encoding=source.encoding,
+                rows=tally.rows,
+                rejected_rows=tally.rejected,
+                seconds=time.perf_counter() - started,
+                replaced=replace,
+                overlap_mode=overlap,
+                overlap=found,
+                reject_file=rejects_path if tally.rejected else None,
+                rejects=tally.sample,
+            )
             await (
                 Import.update(
                     {
@@ -182,6 +259,7 @@ async def import_file(
                         Import.rejected_rows: tally.rejected,
                         Import.finished_at: datetime.now(UTC),
                         Import.status: "loaded",
+                        Import.summary: result.summary(),
                     }
                 )
                 .where(Import.id == import_row.id)
@@ -194,19 +272,79 @@ async def import_file(
     finally:
         tally.close(keep_rejects)
 
-    return ImportResult(
-        import_id=import_row.id,
-        dataset_version=version,
-        file_name=source.file_name,
-        layout=source.layout,
-        encoding=source.encoding,
-        rows=tally.rows,
-        rejected_rows=tally.rejected,
-        seconds=time.perf_counter() - started,
-        replaced=replace,
-        reject_file=rejects_path if tally.rejected else None,
-        rejects=tally.sample,
+    result.seconds = time.perf_counter() - started  # with the commit
+    return result
+
+
+# The invoices of import :new that earlier imports also hold. IN (subquery) is a hash semi-join
+# on PostgreSQL and an ephemeral index on SQLite: one pass over each side, no index needed.
+_OVERLAPPING = "SELECT invoice_no FROM transactions WHERE import_id <> {new}"
+
+
+async def _fetch(connection: Any, postgres: bool, sql: str, new: int) -> list[tuple]:
+    """Rows of `sql`, whose `{new}` is the import's id, inside the import's transaction."""
+    if postgres:
+        return [tuple(row) for row in await connection.fetch(sql.format(new="$1"), new, timeout=LOAD_TIMEOUT)]
+    cursor = await connection.execute(sql.format(new=":new"), {"new": new})
+    # Piccolo's SQLite connection makes each row a dict
+    return [tuple(row.values()) if isinstance(row, dict) else tuple(row) for row in await cursor.fetchall()]
+
+
+async def _overlap(connection: Any, postgres: bool, new: int) -> Overlap | None:
+    """The file's invoices (lines of import `new`) that were stored before it, if any."""
+    ours = f"import_id = {{new}} AND invoice_no IN ({_OVERLAPPING})"
+    ((invoices, lines, first, last),) = await _fetch(
+        connection,
+        postgres,
+        f"SELECT COUNT(DISTINCT invoice_no), COUNT(*), MIN(invoice_date), MAX(invoice_date) "
+        f"FROM transactions WHERE {ours}",
+        new,
     )
+    if not invoices:
+        return None
+    examples = await _fetch(
+        connection,
+        postgres,
+        f"SELECT DISTINCT invoice_no FROM transactions WHERE {ours} ORDER BY invoice_no LIMIT {OVERLAP_EXAMPLES}",
+        new,
+    )
+    ((stored,),) = await _fetch(
+        connection,
+        postgres,
+        "SELECT COUNT(*) FROM transactions WHERE import_id <> {new} AND invoice_no IN "
+        "(SELECT invoice_no FROM transactions WHERE import_id = {new})",
+        new,
+    )
+    return Overlap(
+        invoices=invoices,
+        file_lines=lines,
+        stored_lines=stored,
+        examples=[row[0] for row in examples],
+        first=_timestamp(first),
+        last=_timestamp(last),
+    )
+
+
+def _timestamp(value: object) -> datetime | None:
+    """A stored invoice date (PostgreSQL gives datetimes, SQLite Piccolo's text)."""
+    if value is None or isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(str(value)[:19])
+
+
+async def _resolve_overlap(connection: Any, postgres: bool, new: int, mode: OverlapMode) -> None:
+    """skip: drop the file's lines of the overlapping invoices; replace: drop their stored lines."""
+    if mode == "skip":
+        sql = f"DELETE FROM transactions WHERE import_id = {{new}} AND invoice_no IN ({_OVERLAPPING})"
+    else:
+        sql = (
+            "DELETE FROM transactions WHERE import_id <> {new} AND invoice_no IN "
+            "(SELECT invoice_no FROM transactions WHERE import_id = {new})"
+        )
+    if postgres:
+        await connection.execute(sql.format(new="$1"), new, timeout=LOAD_TIMEOUT)
+    else:
+        await connection.execute(sql.format(new=":new"), {"new": new})
 
 
 async def _refuse_duplicate(source: Source) -> None:

@@ -36,6 +36,7 @@ class Import(Table, tablename="imports"):
     encoding = Varchar(length=20)  # "utf-8" | "cp1252" | "latin-1" | "parquet"
     rows = Integer(default=0)
     rejected_rows = Integer(default=0)
+    summary = Text(default="")  # what the import did, in one line: its result page reads it
     started_at = Timestamptz(default=TimestamptzNow())
     finished_at = Timestamptz(default=TimestamptzNow())
     status = Varchar(length=20, default="loaded")  # "loaded" | "replaced" (its rows were replaced)
