@@ -30,7 +30,7 @@ from app.metrics.views import (
     TopCountriesParams,
 )
 from tests import small_data
-from tests.conftest import ROOT, cli_env, run_cli
+from tests.helpers import ROOT, cli_env, run_cli
 
 pytestmark = pytest.mark.usefixtures("empty_db")
 
@@ -139,21 +139,6 @@ async def test_the_scheduler_triggers_refreshes(tmp_path, redis_server, worker, 
     finally:
         stop(scheduler)
         client.close()
-
-
-def test_the_refresh_cli_reports_what_it_computed(tmp_path):
-    csv = tmp_path / "first.csv"
-    csv.write_text(small_data.FIRST)
-    assert run_cli("data", "import", str(csv)).returncode == 0
-    result = run_cli("metrics", "refresh")
-    assert result.returncode == 0, result.stderr
-    assert "dataset version 1: 4 sales lines; 13 views computed and stored in the in-process cache" in result.stdout
-    assert "3 country pages" in result.stdout
-    as_json = run_cli("metrics", "refresh", "--json")
-    report = msgspec.json.decode(as_json.stdout, type=RefreshReport)
-    assert (report.views, report.version, report.cached) == (13, 1, True)
-    refused = run_cli("metrics", "refresh", "--queue")
-    assert refused.returncode == 1 and "needs REDIS_URL" in refused.stderr
 
 
 def test_sigint_lets_a_running_polars_query_finish_in_the_worker():

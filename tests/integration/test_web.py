@@ -1,72 +1,19 @@
-"""The web app over HTTP (in-process ASGI): accounts, the three answer modes, errors, security."""
+"""The web app over HTTP (in-process ASGI): accounts, the three answer modes, errors, security.
+
+(The OpenAPI schema alone is checked in tests/unit/test_openapi.py.)"""
 
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
-import httpx
 import jwt
-import msgspec
 import pytest
 
-from app import create_app
-from app.ingest.service import import_file
 from app.lib.settings import get_settings
 from tests import small_data
+from tests.helpers import HTML, HTMX, JSON_HEADERS, bearer, browser_login, login, register
 
 pytestmark = pytest.mark.usefixtures("empty_db")
-
-HTML = {"accept": "text/html,application/xhtml+xml"}
-HTMX = {"hx-request": "true", "accept": "*/*"}
-JSON_HEADERS = {"accept": "application/json"}
-
-
-@pytest.fixture
-async def client():
-    from app.auth.deps import get_accounts
-    from app.auth.tables import User
-
-    await User.delete(force=True).run()
-    get_accounts.cache_clear()  # a fresh login rate limiter per test
-    app = create_app()
-    # no lifespan here: pytest-asyncio tears fixtures down in another task than anyio's
-    # scope was entered in; the schema is ready (conftest) and the app needs nothing else.
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
-        yield http
-
-
-@pytest.fixture
-async def small(tmp_path: Path) -> None:
-    (tmp_path / "first.csv").write_text(small_data.FIRST)
-    await import_file(tmp_path / "first.csv")
-
-
-async def register(client: httpx.AsyncClient, username: str = "alice", password: str = "correct horse") -> dict:
-    response = await client.post("/auth/register", json={"username": username, "password": password})
-    assert response.status_code == 201, response.text
-    return response.json()
-
-
-async def login(client: httpx.AsyncClient, username: str = "alice", password: str = "correct horse") -> str:
-    response = await client.post("/auth/login", json={"username": username, "password": password})
-    assert response.status_code == 200, response.text
-    return response.json()["access_token"]
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"authorization": f"Bearer {token}"}
-
-
-async def browser_login(client: httpx.AsyncClient, username: str = "alice", password: str = "correct horse") -> None:
-    page = await client.get("/login", headers=HTML)
-    csrf = client.cookies.get("shop_csrf")
-    assert csrf and f'value="{csrf}"' in page.text
-    response = await client.post(
-        "/auth/login", data={"username": username, "password": password, "_csrf": csrf, "next": "/"}, headers=HTML
-    )
-    assert response.status_code == 303, response.text
-
 
 # -- accounts ------------------------------------------------------------------------------
 
@@ -382,33 +329,6 @@ async def test_logging_out_from_the_browser(client, small):
     assert response.status_code == 303 and response.headers["location"] == "/login"
     assert '"cache"' in response.headers["clear-site-data"]
     assert (await client.get("/", headers=HTML)).status_code == 303
-
-
-def test_openapi_describes_the_json(tmp_path):
-    app = create_app()
-    schema = app.openapi_schema.to_schema()
-    paths = schema["paths"]
-    for path in [
-        "/auth/register",
-        "/auth/login",
-        "/auth/logout",
-        "/users/me",
-        "/metrics/kpis",
-        "/metrics/series",
-        "/metrics/top-countries",
-        "/metrics/top-countries/{country_name}",
-        "/metrics/page",
-    ]:
-        assert path in paths, path
-    assert schema["info"]["title"] == "Shop analytics API"
-    assert schema["components"]["securitySchemes"]["BearerToken"]["scheme"] == "bearer"
-    operation = paths["/metrics/kpis"]["get"]
-    assert {"200", "400", "401", "404", "503"} <= set(operation["responses"])
-    assert operation["security"] == [{"BearerToken": []}]
-    assert {"401", "429"} <= set(paths["/auth/login"]["post"]["responses"])
-    kpis = schema["components"]["schemas"]["Kpis"]["properties"]
-    assert {"revenue", "units_sold", "orders", "customers", "average_order_value"} <= set(kpis)
-    assert msgspec.json.encode(schema)
 
 
 async def test_registration_can_be_turned_off(client, monkeypatch):

@@ -11,20 +11,7 @@ import polars as pl
 import pytest
 
 from app.ingest.reader import SourceError, inspect_source, read_batches
-
-KAGGLE_HEADER = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country"
-II_HEADER = "Invoice,StockCode,Description,Quantity,InvoiceDate,Price,Customer ID,Country"
-GOOD = [
-    "536365,85123A,WHITE HANGING HEART T-LIGHT HOLDER,6,12/1/2010 8:26,2.55,17850,United Kingdom",
-    '536366,22633,"HAND WARMER, ""UNION JACK""",6,12/1/2010 8:28,1.85,,United Kingdom',
-    "C536379,D,Discount,-1,12/1/2010 9:41,27.5,14527,United Kingdom",
-    "539492,gift_0001_40,Dotcomgiftshop Gift Voucher £40.00,1,12/20/2010 10:14,34.04,,United Kingdom",
-]
-
-
-def write(path: Path, lines: list[str], encoding: str = "utf-8", newline: str = "\n") -> Path:
-    path.write_bytes((newline.join(lines) + newline).encode(encoding))
-    return path
+from tests.helpers import GOOD, II_HEADER, KAGGLE_HEADER, write
 
 
 def rows(path: Path) -> tuple[list[tuple], list]:

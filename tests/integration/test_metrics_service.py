@@ -29,6 +29,7 @@ from app.metrics.views import (
     TopCountriesParams,
 )
 from tests import small_data
+from tests.helpers import invoke_cli
 
 pytestmark = pytest.mark.usefixtures("empty_db")
 
@@ -173,17 +174,6 @@ async def test_concurrent_requests_share_one_version_read(tmp_path):
     assert reads <= 2  # one read started before the others arrived, one after
 
 
-async def test_memory_store_is_bounded_and_expires():
-    store = BoundedMemoryStore(max_entries=3)
-    for key in "abcd":
-        await store.set(key, key.encode())
-    assert await store.get("a") is None and await store.get("d") == b"d"
-    await store.set("e", b"e", expires_in=1)
-    assert await store.get("e") == b"e"
-    await asyncio.sleep(1.1)
-    assert await store.get("e") is None
-
-
 # -- Redis ---------------------------------------------------------------------------------
 
 
@@ -258,8 +248,6 @@ async def test_the_cache_interface_is_the_same_for_both_stores(redis_server):
 async def test_postgres_import_notifications_spare_the_tag_reads(tmp_path, engine_name):
     if engine_name != "postgres":
         pytest.skip("LISTEN/NOTIFY is PostgreSQL's; the embedded mode reads the tag per request")
-    from tests.conftest import run_cli
-
     await load_small(tmp_path)
     service = memory_service()
     await service.listen(get_settings().database_url)
@@ -268,7 +256,8 @@ async def test_postgres_import_notifications_spare_the_tag_reads(tmp_path, engin
             assert msgspec.json.decode(await service.answer(KPIS, Scope())) == small_data.FIRST_KPIS
         assert service.tag_reads == 1
         (tmp_path / "second.csv").write_text(small_data.SECOND)
-        assert run_cli("data", "import", str(tmp_path / "second.csv")).returncode == 0  # another process
+        # another connection imports: the CLI, in a thread (its asyncio.run has its own loop), as another process would
+        assert (await asyncio.to_thread(invoke_cli, "data", "import", str(tmp_path / "second.csv"))).returncode == 0
         for _ in range(100):  # the notification arrives within milliseconds of the commit
             if service._known_tag is None:
                 break

@@ -153,6 +153,30 @@ async def test_the_parquet_file_imports_to_exactly_the_same_rows(data_csv_gz: Pa
     await assert_stored_rows_equal_the_file(data_csv_gz)
 
 
+async def test_the_same_rows_as_parquet_after_the_csv_are_refused_then_replace_is_idempotent(
+    data_csv_gz: Path, data_parquet: Path
+) -> None:
+    """The overlap that doubled every figure: the reference CSV, then the same rows as Parquet."""
+    from app.ingest.service import OverlapRefused
+
+    await import_file(data_csv_gz)
+    single = await figures()
+    with pytest.raises(OverlapRefused) as refused:
+        await import_file(data_parquet)
+    overlap = refused.value.overlap
+    assert (overlap.invoices, overlap.file_lines, overlap.stored_lines) == (25_900, ROWS, ROWS)
+    assert (overlap.first, overlap.last) == (datetime(2010, 12, 1, 8, 26), datetime(2011, 12, 9, 12, 50))
+    assert overlap.examples == ["536365", "536366", "536367", "536368", "536369"]
+    assert await figures() == single
+    for _ in range(2):  # replacing the overlap again and again leaves the figures of one import
+        result = await import_file(data_parquet, overlap="replace")
+        assert (result.rows, result.overlap.invoices) == (ROWS, 25_900)
+        assert await figures() == single
+    with pytest.raises(Exception, match="every invoice in it is already stored"):
+        await import_file(data_csv_gz, overlap="skip")
+    assert await figures() == single
+
+
 def test_expected_rows_come_from_an_independent_reading(data_csv_gz: Path) -> None:
     """Guard the guard: the plain-Python reading sees the figures the data set documents."""
     quantity = 0

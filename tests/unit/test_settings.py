@@ -1,4 +1,6 @@
-"""Settings: production refuses a missing secret; the embedded mode makes and keeps one."""
+"""Settings: production refuses a missing secret; the embedded mode makes and keeps one.
+
+(The CLI's refusal to start without a secret is in tests/system/test_cli.py.)"""
 
 from __future__ import annotations
 
@@ -7,7 +9,6 @@ import stat
 import pytest
 
 from app.lib.settings import PLACEHOLDER_SECRET, SettingsError, load_settings
-from tests.conftest import run_cli
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/nowhere"
 
@@ -72,14 +73,6 @@ def test_invalid_values_say_what_to_fix(clean_env, name, value, message) -> None
     clean_env.setenv(name, value)
     with pytest.raises(SettingsError, match=message):
         load_settings()
-
-
-def test_the_cli_refuses_to_start_in_production_without_a_secret_in_one_line() -> None:
-    done = run_cli("data", "status", DATABASE_URL=PG_URL, SECRET_KEY="")
-    assert done.returncode == 1
-    lines = done.stderr.strip().splitlines()
-    assert lines == [lines[0]] and lines[0].startswith("error: SECRET_KEY is not set"), done.stderr
-    assert "Traceback" not in done.stderr
 
 
 def test_dotenv_in_the_working_folder_is_read_and_the_environment_wins(clean_env, tmp_path) -> None:

@@ -28,7 +28,7 @@ import pytest
 import redis
 import yaml
 
-from tests.conftest import ENGINE, ROOT, PostgresServer, RedisServer, free_port
+from tests.helpers import ENGINE, ROOT, PostgresServer, RedisServer, free_port
 from tests.reference import Reference
 
 COMPOSE = yaml.safe_load((ROOT / "compose.yaml").read_text())

@@ -12,20 +12,9 @@ import pytest
 from app.ingest.reader import SourceError
 from app.ingest.service import DuplicateImport, ImportRejected, dataset_status, import_file
 from app.ingest.tables import Import, Transaction
-from tests.test_reader import GOOD, II_HEADER, KAGGLE_HEADER, write
+from tests.helpers import GOOD, II_HEADER, KAGGLE_HEADER, snapshot, write
 
 pytestmark = pytest.mark.usefixtures("empty_db")
-
-
-async def snapshot() -> tuple:
-    """What must not change when an import fails."""
-    rows = (
-        await Transaction.select(Transaction.id, Transaction.invoice_no, Transaction.quantity, Transaction.import_id)
-        .order_by(Transaction.id)
-        .run()
-    )
-    imports = await Import.select(Import.id, Import.status, Import.dataset_version).order_by(Import.id).run()
-    return rows, imports
 
 
 async def test_small_file_lands_with_exact_values(tmp_path: Path) -> None:
@@ -187,7 +176,7 @@ async def test_bad_files_leave_the_database_as_it_was(tmp_path: Path) -> None:
 async def test_an_import_interrupted_half_way_leaves_the_database_as_it_was(data_csv_gz: Path) -> None:
     """The real file, stopped by an error after its first batches reached the database.
 
-    (Ctrl-C and SIGKILL of the real CLI are in test_cli.py.)"""
+    (Ctrl-C and SIGKILL of the real CLI are in tests/system/test_cli.py.)"""
     seen = 0
 
     def crash(lines: int) -> None:

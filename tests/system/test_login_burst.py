@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import live_server
+from tests.helpers import live_server
 
 pytestmark = pytest.mark.usefixtures("empty_db")
 
