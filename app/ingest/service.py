@@ -39,7 +39,7 @@ from app.ingest.reader import (
     write_rejects,
     write_rejects_header,
 )
-from app.ingest.tables import Import, Transaction
+from app.ingest.tables import Import, Invoice, Transaction
 from app.lib.db import engine, postgres_pool
 
 REPORTED_REJECTS = 20  # lines shown in an error report
@@ -122,6 +122,7 @@ class ImportResult:
     replaced: bool
     overlap_mode: OverlapMode = "refuse"
     overlap: Overlap | None = None  # the invoices that were already stored, skipped or replaced
+    overlap_seconds: float = 0.0  # spent finding the stored invoices and recording the file's
     reject_file: Path | None = None
     rejects: list[Reject] = field(default_factory=list)  # the first REPORTED_REJECTS
 
@@ -202,6 +203,8 @@ async def import_file(
             if refuse_duplicate:
                 await _refuse_duplicate(source)
             stored_before = not replace and await Transaction.exists().run()
+            if not stored_before:  # replace all, or the first import (or the lines were emptied by hand)
+                await Invoice.delete(force=True).run()
             version = await current_version() + 1
             import_row = Import(
                 file_name=source.file_name[:255],
@@ -226,7 +229,9 @@ async def import_file(
                 payloads = _prefetch(read_batches(source), _sqlite_rows(import_row.id), tally, on_progress)
                 await _sqlite_insert(tx.connection, payloads)
             tally.raise_if_rejected(source)
-            found = await _overlap(tx.connection, postgres, import_row.id) if stored_before else None
+            checked = time.perf_counter()
+            stored = await _stored_invoices(tx.connection, postgres, tally.invoices) if stored_before else set()
+            found = await _overlap(tx.connection, postgres, import_row.id, stored) if stored else None
             if found is not None:
                 if overlap == "refuse":
                     raise OverlapRefused(source, found)
@@ -237,6 +242,9 @@ async def import_file(
                         raise ImportFailed(
                             f"{source.file_name}: every invoice in it is already stored; nothing was imported"
                         )
+            new_invoices = [(number, import_row.id) for number in tally.invoices - stored]
+            await _insert(tx.connection, postgres, "invoices", ("invoice_no", "import_id"), new_invoices)
+            overlap_seconds = time.perf_counter() - checked + tally.invoice_seconds
             result = ImportResult(
                 import_id=import_row.id,
                 dataset_version=version,
@@ -249,6 +257,7 @@ async def import_file(
                 replaced=replace,
                 overlap_mode=overlap,
                 overlap=found,
+                overlap_seconds=overlap_seconds,
                 reject_file=rejects_path if tally.rejected else None,
                 rejects=tally.sample,
             )
@@ -276,50 +285,65 @@ async def import_file(
     return result
 
 
-# The invoices of import :new that earlier imports also hold. IN (subquery) is a hash semi-join
-# on PostgreSQL and an ephemeral index on SQLite: one pass over each side, no index needed.
-_OVERLAPPING = "SELECT invoice_no FROM transactions WHERE import_id <> {new}"
+# The overlap check goes through the `invoices` table (every stored invoice number, by key): the
+# file's invoice numbers, collected while reading, are looked up there, a few milliseconds where a
+# join of the lines costs a scan of the whole table. Only when some are found do the other
+# queries (lines, dates, deletions) read the lines, through the temporary table `overlap`.
 
 
-async def _fetch(connection: Any, postgres: bool, sql: str, new: int) -> list[tuple]:
-    """Rows of `sql`, whose `{new}` is the import's id, inside the import's transaction."""
+async def _execute(connection: Any, postgres: bool, sql: str, new: int | None = None) -> list[tuple]:
+    """Run `sql` (whose `{new}` is the import's id) inside the import's transaction; its rows."""
     if postgres:
-        return [tuple(row) for row in await connection.fetch(sql.format(new="$1"), new, timeout=LOAD_TIMEOUT)]
-    cursor = await connection.execute(sql.format(new=":new"), {"new": new})
+        args = () if new is None else (new,)
+        return [tuple(row) for row in await connection.fetch(sql.format(new="$1"), *args, timeout=LOAD_TIMEOUT)]
+    cursor = await connection.execute(sql.format(new=":new"), {} if new is None else {"new": new})
     # Piccolo's SQLite connection makes each row a dict
     return [tuple(row.values()) if isinstance(row, dict) else tuple(row) for row in await cursor.fetchall()]
 
 
-async def _overlap(connection: Any, postgres: bool, new: int) -> Overlap | None:
-    """The file's invoices (lines of import `new`) that were stored before it, if any."""
-    ours = f"import_id = {{new}} AND invoice_no IN ({_OVERLAPPING})"
-    ((invoices, lines, first, last),) = await _fetch(
+async def _insert(connection: Any, postgres: bool, table: str, columns: tuple[str, ...], rows: list[tuple]) -> None:
+    if postgres:
+        await connection.copy_records_to_table(table, records=rows, columns=columns, timeout=LOAD_TIMEOUT)
+    else:
+        marks = ", ".join("?" * len(columns))
+        await connection.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
+
+
+async def _stored_invoices(connection: Any, postgres: bool, invoices: set[str]) -> set[str]:
+    """Which of these invoice numbers are stored already."""
+    if postgres:
+        sql = "SELECT invoice_no FROM invoices WHERE invoice_no = ANY($1::text[])"
+        return {row[0] for row in await connection.fetch(sql, list(invoices), timeout=LOAD_TIMEOUT)}
+    await connection.execute("DROP TABLE IF EXISTS temp.file_invoices")
+    await connection.execute("CREATE TEMP TABLE file_invoices (invoice_no TEXT PRIMARY KEY)")
+    await _insert(connection, postgres, "file_invoices", ("invoice_no",), [(i,) for i in invoices])
+    sql = "SELECT f.invoice_no FROM file_invoices f JOIN invoices i ON i.invoice_no = f.invoice_no"
+    return {row[0] for row in await _execute(connection, postgres, sql)}
+
+
+async def _overlap(connection: Any, postgres: bool, new: int, stored: set[str]) -> Overlap:
+    """What the file shares with the stored data: its lines and the stored lines of `stored`."""
+    if postgres:
+        await connection.execute("CREATE TEMP TABLE overlap (invoice_no text PRIMARY KEY) ON COMMIT DROP")
+    else:
+        await connection.execute("DROP TABLE IF EXISTS temp.overlap")
+        await connection.execute("CREATE TEMP TABLE overlap (invoice_no TEXT PRIMARY KEY)")
+    await _insert(connection, postgres, "overlap", ("invoice_no",), [(i,) for i in stored])
+    ours = "invoice_no IN (SELECT invoice_no FROM overlap)"
+    ((lines, first, last),) = await _execute(
         connection,
         postgres,
-        f"SELECT COUNT(DISTINCT invoice_no), COUNT(*), MIN(invoice_date), MAX(invoice_date) "
-        f"FROM transactions WHERE {ours}",
+        f"SELECT COUNT(*), MIN(invoice_date), MAX(invoice_date) FROM transactions WHERE import_id = {{new}} AND {ours}",
         new,
     )
-    if not invoices:
-        return None
-    examples = await _fetch(
-        connection,
-        postgres,
-        f"SELECT DISTINCT invoice_no FROM transactions WHERE {ours} ORDER BY invoice_no LIMIT {OVERLAP_EXAMPLES}",
-        new,
-    )
-    ((stored,),) = await _fetch(
-        connection,
-        postgres,
-        "SELECT COUNT(*) FROM transactions WHERE import_id <> {new} AND invoice_no IN "
-        "(SELECT invoice_no FROM transactions WHERE import_id = {new})",
-        new,
+    ((lines_stored,),) = await _execute(
+        connection, postgres, f"SELECT COUNT(*) FROM transactions WHERE import_id <> {{new}} AND {ours}", new
     )
     return Overlap(
-        invoices=invoices,
+        invoices=len(stored),
         file_lines=lines,
-        stored_lines=stored,
-        examples=[row[0] for row in examples],
+        stored_lines=lines_stored,
+        examples=sorted(stored)[:OVERLAP_EXAMPLES],
         first=_timestamp(first),
         last=_timestamp(last),
     )
@@ -334,17 +358,12 @@ def _timestamp(value: object) -> datetime | None:
 
 async def _resolve_overlap(connection: Any, postgres: bool, new: int, mode: OverlapMode) -> None:
     """skip: drop the file's lines of the overlapping invoices; replace: drop their stored lines."""
-    if mode == "skip":
-        sql = f"DELETE FROM transactions WHERE import_id = {{new}} AND invoice_no IN ({_OVERLAPPING})"
-    else:
-        sql = (
-            "DELETE FROM transactions WHERE import_id <> {new} AND invoice_no IN "
-            "(SELECT invoice_no FROM transactions WHERE import_id = {new})"
-        )
-    if postgres:
-        await connection.execute(sql.format(new="$1"), new, timeout=LOAD_TIMEOUT)
-    else:
-        await connection.execute(sql.format(new=":new"), {"new": new})
+    side = "=" if mode == "skip" else "<>"
+    sql = f"DELETE FROM transactions WHERE import_id {side} {{new}} AND invoice_no IN (SELECT invoice_no FROM overlap)"
+    await _execute(connection, postgres, sql, new)
+    if mode == "replace":  # those invoices' lines are now this import's
+        sql = "UPDATE invoices SET import_id = {new} WHERE invoice_no IN (SELECT invoice_no FROM overlap)"
+        await _execute(connection, postgres, sql, new)
 
 
 async def _refuse_duplicate(source: Source) -> None:
@@ -370,6 +389,8 @@ class _Tally:
         self.rejected = 0
         self.lines = 0
         self.sample: list[Reject] = []
+        self.invoices: set[str] = set()  # the invoice numbers of the valid lines
+        self.invoice_seconds = 0.0  # spent collecting them (part of the overlap check's cost)
         self.rejects_path = rejects_path
         self._layout = layout
         self._file: TextIO | None = None
@@ -382,6 +403,9 @@ class _Tally:
     def add(self, batch: Batch) -> None:
         self.lines += batch.lines_read
         self.rows += batch.rows.height
+        collecting = time.perf_counter()
+        self.invoices.update(batch.rows.get_column("invoice_no").unique().to_list())
+        self.invoice_seconds += time.perf_counter() - collecting
         self.rejected += len(batch.rejects)
         room = REPORTED_REJECTS - len(self.sample)
         if room > 0:

@@ -56,3 +56,11 @@ class Transaction(Table, tablename="transactions"):
     customer_id = Integer(null=True, default=None)
     country = Varchar(length=COUNTRY_LENGTH)
     import_id = Integer()  # imports.id; no FK constraint: COPY would check it row by row
+
+
+class Invoice(Table, tablename="invoices"):
+    """Every stored invoice number and the import whose lines it has: how an import finds, in
+    milliseconds through the key, which of its invoices are already stored (an overlap)."""
+
+    invoice_no = Varchar(length=INVOICE_NO_LENGTH, primary_key=True)
+    import_id = Integer()
