@@ -4,13 +4,13 @@ from pathlib import Path
 
 from piccolo.conf.apps import AppConfig
 
-from app.auth.tables import User
+from app.auth.tables import RevokedToken, User
 from app.ingest.tables import Import, Invoice, Transaction
 
 APP_CONFIG = AppConfig(
     app_name="shop",
     migrations_folder_path=str(Path(__file__).resolve().parent.parent / "piccolo_migrations"),
-    table_classes=[User, Import, Transaction, Invoice],
+    table_classes=[User, RevokedToken, Import, Transaction, Invoice],
     migration_dependencies=[],
     commands=[],
 )

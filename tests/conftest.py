@@ -86,9 +86,10 @@ async def schema() -> None:
 @pytest.fixture
 async def empty_db(schema: None) -> None:
     """Every test that imports starts from empty tables."""
-    from app.ingest.tables import Import, Transaction
+    from app.ingest.tables import Import, Invoice, Transaction
 
     await Transaction.delete(force=True).run()
+    await Invoice.delete(force=True).run()
     await Import.delete(force=True).run()
 
 

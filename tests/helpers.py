@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -152,6 +153,14 @@ async def login(client: httpx.AsyncClient, username: str = "alice", password: st
 
 def bearer(token: str) -> dict[str, str]:
     return {"authorization": f"Bearer {token}"}
+
+
+async def form_token(client: httpx.AsyncClient, path: str = "/users/me") -> str:
+    """The CSRF token a signed-in browser's forms carry (bound to its session), read from a page."""
+    page = await client.get(path, headers=HTML)
+    found = re.search(r'name="_csrf" value="([^"]+)"', page.text)
+    assert found, f"no form token on {path}"
+    return found.group(1)
 
 
 async def browser_login(client: httpx.AsyncClient, username: str = "alice", password: str = "correct horse") -> None:

@@ -7,7 +7,7 @@ from typing import Annotated, Any, TypeVar
 import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import Cookie
-from litestar.exceptions import HTTPException
+from litestar.exceptions import HTTPException, NotAuthorizedException
 from litestar.params import QueryParameter
 from litestar.response import Redirect, Template
 
@@ -16,7 +16,7 @@ from app.auth.guards import SESSION_COOKIE, requires_login
 from app.auth.service import AuthError, Credentials, PasswordChange, RateLimited, TokenOut, UserOut, user_out
 from app.lib.settings import get_settings
 from app.lib.web.asking import FORM_TYPES, JSON, VARY, is_htmx, wants_json
-from app.lib.web.csrf import check_csrf
+from app.lib.web.csrf import SESSION_KEY, check_csrf
 from app.lib.web.errors import safe_next
 from app.lib.web.openapi import BEARER, errors
 
@@ -152,15 +152,21 @@ class AuthController(Controller):
         "/auth/logout",
         status_code=200,
         summary="Log out: the token stops working, the cookie is cleared",
-        responses=errors(403, 415),
+        responses=errors(401, 403, 415, 503),
         security=BEARER,
     )
     async def logout(self, request: Request) -> Response:
-        await check_csrf(request)
         claims = request.scope.get("auth")
-        if claims is not None:
-            await get_accounts().revoke(claims)
-        if wants_json(request) and request.content_type[0] not in FORM_TYPES:
+        api = wants_json(request) and request.content_type[0] not in FORM_TYPES
+        if claims is None:  # no valid token or session: nothing to log out
+            if api:
+                raise NotAuthorizedException("not signed in: there is no session or valid token to log out")
+            ended = go_to(request, "/login")  # a browser whose session had already ended
+            ended.set_cookie(session_cookie(None, 0))
+            return ended
+        await check_csrf(request)
+        await get_accounts().revoke(claims)  # in the database: an error (503) if it cannot be recorded
+        if api:
             response: Response = Response(content={"detail": "logged out"}, headers=NO_STORE)
         else:
             # Clear-Site-Data drops the tab's cached pages, so Back shows no figures
@@ -199,6 +205,9 @@ class AuthController(Controller):
             return form_page(request, "account.html", error.status_code, error=str(error))  # type: ignore[return-value]  # a form gets a page; the declared Struct is the JSON answer
         token, lifetime = accounts.issue(user)  # this session goes on; every other token is refused
         if form:
+            claims = accounts.decode(token)
+            if claims is not None:  # the page's forms belong to the new session
+                request.scope[SESSION_KEY] = claims.jti  # type: ignore[literal-required]  # our own scope key
             page = form_page(request, "account.html", 200, message="Password changed. Other sessions are signed out.")
             page.cookies.append(session_cookie(token, lifetime))
             return page  # type: ignore[return-value]  # a form gets a page; the declared Struct is the JSON answer

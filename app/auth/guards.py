@@ -9,6 +9,7 @@ from litestar.handlers import BaseRouteHandler
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from app.auth.deps import get_accounts
+from app.lib.web.csrf import SESSION_KEY
 
 SESSION_COOKIE = "shop_session"
 # A route's `opt` that needs a signed-in user, checked here before Litestar parses its
@@ -18,18 +19,19 @@ LOGIN = {"login": True}
 NOT_SIGNED_IN = "sign in first: send the token as `Authorization: Bearer ...` or log in"
 
 
-def _token(scope: Scope) -> str | None:
-    """The Bearer token, else the session cookie (read from the raw headers: this runs on every request)."""
+def _token(scope: Scope) -> tuple[str | None, bool]:
+    """The Bearer token, else the session cookie, and whether it is the cookie (read from the raw
+    headers: this runs on every request)."""
     cookie_header = b""
     for name, value in scope["headers"]:
         if name == b"authorization":
             if value[:7].lower() == b"bearer ":
-                return value[7:].strip().decode("latin-1") or None
+                return value[7:].strip().decode("latin-1") or None, False
         elif name == b"cookie":
             cookie_header = value
     if SESSION_COOKIE.encode() not in cookie_header:
-        return None
-    return ASGIConnection(scope).cookies.get(SESSION_COOKIE) or None
+        return None, False
+    return ASGIConnection(scope).cookies.get(SESSION_COOKIE) or None, True
 
 
 class AuthMiddleware:
@@ -42,11 +44,13 @@ class AuthMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and not scope["path"].startswith("/static/"):
             scope["user"], scope["auth"] = None, None
-            token = _token(scope)
+            token, from_cookie = _token(scope)
             if token:
                 found = await get_accounts().user_for_token(token)
                 if found is not None:
                     scope["user"], scope["auth"] = found
+                    if from_cookie:  # a browser session: its forms' CSRF token is bound to it
+                        scope[SESSION_KEY] = found[1].jti  # type: ignore[literal-required]  # our own scope key
             if scope["user"] is None and scope["route_handler"].opt.get("login"):
                 raise NotAuthorizedException(NOT_SIGNED_IN)
         await self.app(scope, receive, send)

@@ -9,7 +9,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TypeVar
 
 import jwt
@@ -17,7 +17,7 @@ import msgspec
 from redis.asyncio import Redis
 
 from app.auth.passwords import hash_password, verify_password
-from app.auth.tables import User
+from app.auth.tables import RevokedToken, User
 from app.lib.cache import FAILED, Cache, Failed
 from app.lib.db import postgres_pool
 from app.lib.errors import AppError
@@ -104,7 +104,11 @@ def check_password(password: str, field: str = "password") -> str:
     return password
 
 
-_USER_BY_ID = "SELECT id, username, is_admin, is_active, created_at, token_version FROM users WHERE id = $1"
+# the user a token names, and whether that token was logged out (one round trip for both)
+_USER_AND_REVOCATION = (
+    "SELECT id, username, is_admin, is_active, created_at, token_version, "
+    "EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = {jti}) AS revoked FROM users WHERE id = {id}"
+)
 _USER_COLUMNS = (User.id, User.username, User.is_admin, User.is_active, User.created_at, User.token_version)
 
 
@@ -183,23 +187,30 @@ class Accounts:
 
     async def _check(self, token: str) -> tuple[dict, Claims] | None:
         claims = self.decode(token)
-        if claims is None or await self.cache.get(f"revoked:{claims.jti}") is not None:
+        if claims is None:
             return None
         pool = postgres_pool()
         if pool is not None:
             async with pool.acquire(timeout=5) as connection:
-                row = await connection.fetchrow(_USER_BY_ID, claims.user_id)
+                sql = _USER_AND_REVOCATION.format(jti="$1", id="$2")
+                row = await connection.fetchrow(sql, claims.jti, claims.user_id)
             user = dict(row) if row else None
         else:
-            user = await User.select(*_USER_COLUMNS).where(User.id == claims.user_id).first().run()
-        if user is None or not user["is_active"] or user["token_version"] != claims.version:
+            rows = await User.raw(_USER_AND_REVOCATION.format(jti="{}", id="{}"), claims.jti, claims.user_id).run()
+            user = rows[0] if rows else None
+        if user is None or user.pop("revoked") or not user["is_active"] or user["token_version"] != claims.version:
             return None
         return user, claims
 
     async def revoke(self, claims: Claims) -> None:
+        """Log a token out for good: recorded in the database (an error if it cannot be), so it
+        stays out after a Redis restart; rows of tokens that have expired are dropped on the way."""
         self._forget(jti=claims.jti)
-        ttl = max(claims.expires_at - int(time.time()), 1)
-        await self.cache.set(f"revoked:{claims.jti}", b"1", expires_in=ttl)
+        now = datetime.now(UTC)
+        expires = datetime.fromtimestamp(claims.expires_at, UTC)
+        await RevokedToken.delete().where(RevokedToken.expires_at < now).run()
+        revoked = RevokedToken(jti=claims.jti, expires_at=expires)
+        await RevokedToken.insert(revoked).on_conflict(action="DO NOTHING").run()
 
     # -- accounts ------------------------------------------------------------------------
 
@@ -208,9 +219,11 @@ class Accounts:
         check_password(password)
         if not admin and not self.settings.registration_open:
             raise RegistrationClosed("registration is closed on this instance: ask an admin for an account")
+        # hashed before the name is looked up, so a taken name costs the same time as a free one
+        # (the 409 still tells that a name exists: the residual risk, documented in the README)
+        password_hash = await hash_password(password)
         if await find_user_id(username) is not None:
             raise Conflict("username: this name is taken, choose another", "username")
-        password_hash = await hash_password(password)
         first = not await User.exists().run()
         user = User(username=username, password_hash=password_hash, is_admin=admin or first)
         await user.save().run()
@@ -218,7 +231,9 @@ class Accounts:
 
     async def authenticate(self, username: str, password: str, client: str) -> dict:
         """The user, or BadCredentials (same message, same cost, whether the name exists or not)."""
-        await self.limiter.check(client, username)
+        delay = await self.limiter.check(client, username)
+        if delay:
+            await asyncio.sleep(delay)
         row = None
         if USERNAME.fullmatch(username) and len(password) <= PASSWORD_LENGTH[1]:
             found = await find_user_id(username)
@@ -272,22 +287,38 @@ class RateLimited(AuthError):
 
 
 class LoginLimiter:
-    """Failed logins per client address and per username, in a sliding window.
+    """Failed logins in a sliding window (5 minutes), counted three ways:
 
-    With Redis the windows are sorted sets shared by every web process, so a limit holds
-    however many workers or replicas serve the login; each process also keeps its own
-    window, which alone applies while Redis is down (behind the cache's breaker).
-    The client address is the connection's peer, never X-Forwarded-For (see TRUSTED_PROXIES).
+    - per client address (20): past it, that address gets 429 for any name;
+    - per username and client address (5): past it, that address gets 429 for that name;
+    - per username from anywhere (5): past it, every attempt on that name waits before its
+      password is checked (0.5 s, doubling with each failure, at most 8 s) but is never
+      refused, so failures from other addresses cannot lock the owner out.
+
+    A successful login clears its name's counts. With Redis the windows are sorted sets
+    shared by every web process, so a limit holds however many workers or replicas serve
+    the login; each process also keeps its own window, which alone applies while Redis is
+    down (behind the cache's breaker). The client address is the connection's peer, never
+    X-Forwarded-For (see FORWARDED_ALLOW_IPS).
     """
 
-    def __init__(self, cache: Cache | None = None, per_client: int = 20, per_user: int = 5, window: float = 300.0):
+    def __init__(
+        self,
+        cache: Cache | None = None,
+        per_client: int = 20,
+        per_user: int = 5,
+        window: float = 300.0,
+        max_delay: float = 8.0,
+    ):
         self.cache = cache
-        self.limits = {"client": per_client, "user": per_user}
+        self.limits = {"client": per_client, "pair": per_user, "user": per_user}
         self.window = window
+        self.max_delay = max_delay
         self._failures: dict[tuple[str, str], deque[float]] = {}
 
     def _keys(self, client: str, username: str) -> tuple[tuple[str, str], ...]:
-        return (("client", client), ("user", username.casefold()))
+        name = username.casefold()
+        return (("client", client), ("pair", f"{name}|{client}"), ("user", name))
 
     def _local(self, key: tuple[str, str], now: float) -> deque[float]:
         failures = self._failures.setdefault(key, deque())
@@ -307,7 +338,8 @@ class LoginLimiter:
     def _redis_key(key: tuple[str, str]) -> str:
         return f"shop:login-failures:{key[0]}:{key[1]}"
 
-    async def check(self, client: str, username: str) -> None:
+    async def check(self, client: str, username: str) -> float:
+        """RateLimited for a blocked address; else the seconds this attempt must wait (0 mostly)."""
         now = time.time()
         oldest = {key: list(self._local(key, now)) for key in self._keys(client, username)}
 
@@ -324,10 +356,16 @@ class LoginLimiter:
                 shared = sorted(score for _, score in entries)
                 if len(shared) > len(oldest[key]):
                     oldest[key] = shared
+        delay = 0.0
         for key, failures in oldest.items():
-            if len(failures) >= self.limits[key[0]]:
-                first_counted = failures[len(failures) - self.limits[key[0]]]
-                raise RateLimited(int(first_counted + self.window - now) + 1)
+            over = len(failures) - self.limits[key[0]]
+            if over < 0:
+                continue
+            if key[0] == "user":  # slowed, never locked: the owner still gets in
+                delay = min(0.5 * 2**over, self.max_delay)
+            else:
+                raise RateLimited(int(failures[over] + self.window - now) + 1)
+        return delay
 
     async def failed(self, client: str, username: str) -> None:
         now = time.time()
@@ -347,6 +385,7 @@ class LoginLimiter:
         await self._shared(record)
 
     async def succeeded(self, client: str, username: str) -> None:
-        key = ("user", username.casefold())
-        self._failures.pop(key, None)
-        await self._shared(lambda redis: redis.delete(self._redis_key(key)))
+        cleared = self._keys(client, username)[1:]  # the name's counts, not the address's
+        for key in cleared:
+            self._failures.pop(key, None)
+        await self._shared(lambda redis: redis.delete(*(self._redis_key(key) for key in cleared)))

@@ -20,3 +20,11 @@ class User(Table, tablename="users"):
     created_at = Timestamptz(default=TimestamptzNow())
     # bumped by a password change: tokens carrying an older value are refused
     token_version = Integer(default=0)
+
+
+class RevokedToken(Table, tablename="revoked_tokens"):
+    """Tokens logged out before they expire, by their `jti`; a row is useless (and deleted) once
+    its token has expired. In the database, so a logout survives a Redis restart."""
+
+    jti = Varchar(length=64, primary_key=True)
+    expires_at = Timestamptz(index=True)

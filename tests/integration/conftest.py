@@ -21,9 +21,10 @@ async def client():
     """The web app in this process, with no accounts and a fresh login rate limiter."""
     from app import create_app
     from app.auth.deps import get_accounts
-    from app.auth.tables import User
+    from app.auth.tables import RevokedToken, User
 
     await User.delete(force=True).run()
+    await RevokedToken.delete(force=True).run()
     get_accounts.cache_clear()  # a fresh login rate limiter per test
     app = create_app()
     # no lifespan here: pytest-asyncio tears fixtures down in another task than anyio's

@@ -11,13 +11,13 @@ import pytest
 
 from app.lib.settings import get_settings
 from tests import small_data
-from tests.helpers import HTML, bearer, browser_login, login, register
+from tests.helpers import HTML, bearer, browser_login, form_token, login, register
 
 pytestmark = pytest.mark.usefixtures("empty_db")
 
 
 async def upload(client: httpx.AsyncClient, name: str, content: bytes, **fields: str) -> httpx.Response:
-    csrf = client.cookies.get("shop_csrf")
+    csrf = await form_token(client, "/data")
     return await client.post(
         "/data/upload",
         files={"file": (name, content)},

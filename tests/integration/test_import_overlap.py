@@ -17,7 +17,7 @@ from app.ingest.tables import Import
 from app.metrics.service import MetricsService
 from app.metrics.views import KPIS, Scope
 from tests import small_data
-from tests.helpers import HTML, browser_login, invoke_cli, register, snapshot
+from tests.helpers import HTML, browser_login, form_token, invoke_cli, register, snapshot
 
 pytestmark = pytest.mark.usefixtures("empty_db")
 
@@ -113,7 +113,7 @@ async def test_the_upload_page_refuses_explains_and_then_skips(client, tmp_path)
     await register(client)
     await browser_login(client)
     await client.get("/data", headers=HTML)
-    csrf = client.cookies.get("shop_csrf")
+    csrf = await form_token(client, "/data")
 
     async def upload(content: str, **fields: str):
         return await client.post(

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import time
 
+import httpx
 import jwt
 import pytest
 
 from app.lib.settings import get_settings
 from tests import small_data
-from tests.helpers import HTML, HTMX, JSON_HEADERS, bearer, browser_login, login, register
+from tests.helpers import HTML, HTMX, JSON_HEADERS, bearer, browser_login, form_token, login, register
 
 pytestmark = pytest.mark.usefixtures("empty_db")
 
@@ -98,24 +99,56 @@ async def test_login_limit_is_shared_by_web_processes_through_redis(redis_server
         for _ in range(3):
             await one.failed("10.0.0.1", "Alice")
         for _ in range(2):
-            await other.failed("10.0.0.2", "alice")
+            await other.failed("10.0.0.1", "alice")
         with pytest.raises(RateLimited) as blocked:
-            await one.check("10.0.0.3", "ALICE")  # 5 failures in all for this name, whatever the case
+            await one.check("10.0.0.1", "ALICE")  # 5 failures in all for this name from this address
         assert 290 <= blocked.value.retry_after <= 301
-        await other.check("10.0.0.3", "bob")  # another name from another address is not limited
+        assert await other.check("10.0.0.3", "bob") == 0  # another name from another address is not limited
+        # the name's failures, from any address, slow its next attempt (they do not lock it)
+        assert await other.check("10.0.0.3", "alice") == 0.5
 
-        await one.succeeded("10.0.0.1", "alice")  # a successful login clears the name's count everywhere
-        await other.check("10.0.0.4", "alice")
+        await one.succeeded("10.0.0.1", "alice")  # a successful login clears the name's counts everywhere
+        assert await other.check("10.0.0.1", "alice") == 0
 
         redis_server.stop()
         for _ in range(5):
             await other.failed("10.0.0.5", "carol")  # Redis is gone: the process's own window still counts
         with pytest.raises(RateLimited):
-            await other.check("10.0.0.6", "carol")
+            await other.check("10.0.0.5", "carol")
         assert second.available is False
     finally:
         await first.close()
         await second.close()
+
+
+async def test_nobody_can_lock_the_owner_out_from_other_addresses(client):
+    """The attack: wrong passwords for alice from many addresses. Each attacking address is
+    blocked for alice after 5; alice, from an address with no failures, still logs in (slowed)."""
+    from app import create_app
+
+    await register(client)
+    app = create_app()
+
+    def from_address(address: str) -> httpx.AsyncClient:
+        transport = httpx.ASGITransport(app=app, client=(address, 40000))
+        return httpx.AsyncClient(transport=transport, base_url="http://t")
+
+    wrong = {"username": "alice", "password": "wrong!!!"}
+    for i in range(5):  # the attack that locked the owner out: five wrong passwords from five addresses
+        async with from_address(f"10.0.0.{i}") as attacker:
+            assert (await attacker.post("/auth/login", json=wrong)).status_code == 401
+    async with from_address("10.9.9.9") as owner:
+        ok = await owner.post("/auth/login", json={"username": "alice", "password": "correct horse"})
+    assert ok.status_code == 200, ok.text  # slowed (half a second), not refused
+    async with from_address("10.0.0.1") as attacker:  # one address that keeps trying is blocked for alice
+        for _ in range(4):  # its fifth failure (one was above)
+            assert (await attacker.post("/auth/login", json=wrong)).status_code == 401
+        blocked = await attacker.post("/auth/login", json={"username": "alice", "password": "correct horse"})
+        assert blocked.status_code == 429 and "too many login attempts" in blocked.json()["detail"]
+    async with from_address("10.9.9.9") as owner:  # and the owner, elsewhere, still gets in
+        assert (
+            await owner.post("/auth/login", json={"username": "alice", "password": "correct horse"})
+        ).status_code == 200
 
 
 async def test_bad_tokens_are_refused(client):
@@ -324,7 +357,7 @@ async def test_security_headers_on_pages_errors_and_static_files(client):
 async def test_logging_out_from_the_browser(client, small):
     await register(client)
     await browser_login(client)
-    csrf = client.cookies.get("shop_csrf")
+    csrf = await form_token(client)
     response = await client.post("/auth/logout", data={"_csrf": csrf}, headers=HTML)
     assert response.status_code == 303 and response.headers["location"] == "/login"
     assert '"cache"' in response.headers["clear-site-data"]

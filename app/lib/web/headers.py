@@ -5,7 +5,7 @@ from __future__ import annotations
 from litestar.types import Message, Scope
 
 from app.lib.settings import get_settings
-from app.lib.web.csrf import CSRF_COOKIE
+from app.lib.web.csrf import csrf_cookie
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -39,5 +39,6 @@ async def before_send(message: Message, scope: Scope) -> None:
     new = scope.get("csrf_new")
     if new:  # a URL-safe token needs no quoting; Litestar's Cookie.to_header cost a fifth of a page
         secure = "; Secure" if get_settings().cookie_secure else ""
-        headers.append((b"set-cookie", f"{CSRF_COOKIE}={new}; HttpOnly; Path=/; SameSite=Lax{secure}".encode()))
+        cookie = f"{csrf_cookie()}={new}; HttpOnly; Path=/; SameSite=Lax{secure}"
+        headers.append((b"set-cookie", cookie.encode()))
     message["headers"] = headers
