@@ -88,6 +88,7 @@ class DataController(Controller):
                 overlap=overlap,
                 skip_invalid=skip_invalid,
                 file_name=Path(upload.filename).name[:255],
+                max_unpacked=max_bytes * UNPACK_FACTOR,
             )
         except UploadRefused as error:
             return await self._page(request, 413, error=str(error))

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import BinaryIO, TextIO
 
 import polars as pl
+import pyarrow.parquet as pq
 
 from app.ingest.tables import (
     COUNTRY_LENGTH,
@@ -33,6 +34,7 @@ from app.ingest.tables import (
     INVOICE_NO_LENGTH,
     STOCK_CODE_LENGTH,
 )
+from app.lib.spreadsheet import safe_cell
 
 CHUNK_BYTES = 1 << 20  # reads while hashing and transcoding
 BATCH_BYTES = 4 << 20  # a CSV batch: about 45,000 lines of the reference file
@@ -84,6 +86,9 @@ _DATE_SHAPES = {
     "online_retail_ii": r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$",
     "parquet": r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$",
 }
+MAX_ROW_GROUP_ROWS = 1_000_000  # a Parquet row group is read whole: this bounds an import's memory
+PARQUET_ROW_BYTES = 100  # a line of an export once read, about (the reference CSV: 83 bytes a line)
+MAX_FIELDS = 10_000  # in one line; an export line has 8
 MAX_RECORD_BYTES = 1 << 20  # no sane CSV record is this long: an unclosed quote is
 
 _INT32_MAX = 2**31 - 1
@@ -161,8 +166,17 @@ def _open_raw(path: Path, compressed: bool):
     return gzip.open(path, "rb") if compressed else open(path, "rb")
 
 
-def inspect_source(path: str | os.PathLike[str], file_name: str | None = None) -> Source:
-    """Read the file once: format, sha256, encoding and layout. Raises SourceError."""
+def inspect_source(
+    path: str | os.PathLike[str],
+    file_name: str | None = None,
+    *,
+    max_rows: int | None = None,
+    max_unpacked: int | None = None,
+) -> Source:
+    """Read the file once: format, sha256, encoding and layout. Raises SourceError, also for a
+    file with more than `max_rows` lines, or a Parquet file whose data is larger than
+    `max_unpacked` bytes (or has a row group too large to read in bounded memory): both are
+    checked before any row is read."""
     path = Path(path)
     name = Path(file_name).name if file_name else path.name
     if not path.exists():
@@ -178,10 +192,17 @@ def inspect_source(path: str | os.PathLike[str], file_name: str | None = None) -
     if size == 0:
         raise SourceError(f"{name}: the file is empty")
     if magic == b"PAR1":
-        return _inspect_parquet(path, size, name)
-    if magic.startswith(b"PK\x03\x04"):
+        source = _inspect_parquet(path, size, name, max_unpacked)
+    elif magic.startswith(b"PK\x03\x04"):
         raise SourceError(f"{name}: looks like a ZIP or Excel file; export the sheet as CSV and import that")
-    return _inspect_csv(path, size, name, compressed=magic.startswith(b"\x1f\x8b"))
+    else:
+        source = _inspect_csv(path, size, name, compressed=magic.startswith(b"\x1f\x8b"))
+    if max_rows is not None and source.rows_estimate > max_rows:
+        raise SourceError(
+            f"{name}: {source.rows_estimate:,} lines, more than the {max_rows:,} one import may have "
+            "(MAX_IMPORT_ROWS): split the file"
+        )
+    return source
 
 
 def _inspect_csv(path: Path, size: int, name: str, compressed: bool) -> Source:
@@ -247,16 +268,34 @@ def _inspect_csv(path: Path, size: int, name: str, compressed: bool) -> Source:
     )
 
 
-def _inspect_parquet(path: Path, size: int, name: str) -> Source:
+def _inspect_parquet(path: Path, size: int, name: str, max_unpacked: int | None) -> Source:
+    """From the file's metadata alone: rows, the data's size once read, each row group's size."""
     digest = hashlib.sha256()
     with open(path, "rb") as file:
         while chunk := file.read(CHUNK_BYTES):
             digest.update(chunk)
     try:
         schema = pl.read_parquet_schema(path)
-        rows = pl.scan_parquet(path).select(pl.len()).collect().item()
-    except Exception as error:  # noqa: BLE001 - Polars raises several kinds for a bad file
+        metadata = pq.ParquetFile(path).metadata
+    except Exception as error:  # noqa: BLE001 - Polars and Arrow raise several kinds for a bad file
         raise SourceError(f"{name}: not a readable Parquet file ({str(error).splitlines()[0]})") from None
+    # Dictionary and run-length encoding make the stored sizes tiny for repeated values (30 M
+    # identical rows fit in 142 KB), so the size once read is estimated from the rows too.
+    rows = metadata.num_rows
+    group_rows = [metadata.row_group(index).num_rows for index in range(metadata.num_row_groups)]
+    stored = sum(metadata.row_group(index).total_byte_size for index in range(metadata.num_row_groups))
+    unpacked = max(stored, rows * PARQUET_ROW_BYTES)
+    if max_unpacked is not None and unpacked > max_unpacked:
+        raise SourceError(
+            f"{name}: {rows:,} rows, about {unpacked / 1e6:,.0f} MB once read, more than the "
+            f"{max_unpacked / 1e6:,.0f} MB an upload may unpack to: refused (import it with the CLI, or split it)"
+        )
+    if group_rows and max(group_rows) > MAX_ROW_GROUP_ROWS:
+        raise SourceError(
+            f"{name}: a row group of {max(group_rows):,} rows (a row group is read whole, so an import reads "
+            f"at most {MAX_ROW_GROUP_ROWS:,} at once): write the file with smaller row groups "
+            "(e.g. row_group_size=100_000)"
+        )
     layout, positions = _match_layout(list(schema))
     if rows == 0:
         raise SourceError(f"{name}: the file has a header but no data lines")
@@ -339,11 +378,7 @@ def _record_chunks(file: BinaryIO, name: str) -> Iterator[bytes]:
         cut = _last_record_end(buffer)
         if cut < 0:
             if len(buffer) > MAX_RECORD_BYTES:
-                line = lines_before + 1 + _first_unbalanced_line(buffer)
-                raise SourceError(
-                    f'{name}: line {line}: a quote (") opens a field that does not close; quote the whole '
-                    'field and double the quotes inside it ("12"" RULER")'
-                )
+                raise SourceError(f"{name}: {_why_too_long(buffer, lines_before)}")
             pending = buffer  # one record longer than the buffer: read on
             continue
         yield buffer[: cut + 1]
@@ -351,6 +386,24 @@ def _record_chunks(file: BinaryIO, name: str) -> Iterator[bytes]:
         pending = buffer[cut + 1 :]
     if pending.strip():
         yield pending
+
+
+def _why_too_long(buffer: bytes, lines_before: int) -> str:
+    """Why no record ends within MAX_RECORD_BYTES: a line that long, a quote that never closes."""
+    limit = f"{MAX_RECORD_BYTES // (1 << 20)} MB"
+    if b"\n" not in buffer:  # one physical line: a huge field, or a huge number of them
+        fields = buffer.count(b",") + 1
+        if fields > MAX_FIELDS:
+            return (
+                f"line {lines_before + 1} has more than {MAX_FIELDS:,} fields ({fields:,} in its first {limit}); "
+                "an export line has 8: is this the right file?"
+            )
+        return f"line {lines_before + 1} is longer than {limit}: no export line is; is this the right file?"
+    line = lines_before + 1 + _first_unbalanced_line(buffer)
+    return (
+        f'line {line}: a quote (") opens a field that does not close; quote the whole '
+        'field and double the quotes inside it ("12"" RULER")'
+    )
 
 
 def _last_record_end(buffer: bytes) -> int:
@@ -523,7 +576,8 @@ def write_rejects_header(file: TextIO, header: tuple[str, ...]) -> None:
 
 
 def write_rejects(file: TextIO, rejects: list[Reject]) -> None:
-    """The rejected lines with their reasons: a CSV the user can fix and import again."""
+    """The rejected lines with their reasons: a CSV the user can fix and import again. A field
+    that a spreadsheet would run as a formula (`=cmd|...`) gets a leading `'`."""
     writer = csv.writer(file)
     for reject in rejects:
-        writer.writerow([reject.line, reject.column, reject.reason, *reject.fields])
+        writer.writerow([reject.line, reject.column, reject.reason, *map(safe_cell, reject.fields)])

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
@@ -41,6 +42,7 @@ from app.ingest.reader import (
 )
 from app.ingest.tables import Import, Invoice, Transaction
 from app.lib.db import engine, postgres_pool
+from app.lib.settings import get_settings
 
 REPORTED_REJECTS = 20  # lines shown in an error report
 LOAD_TIMEOUT = 3600  # seconds a PostgreSQL COPY (or the key rebuild after it) may take
@@ -162,6 +164,7 @@ async def import_file(
     skip_invalid: bool = False,
     reject_file: Path | None = None,
     file_name: str | None = None,
+    max_unpacked: int | None = None,
     on_start: Callable[[Source], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> ImportResult:
@@ -171,13 +174,17 @@ async def import_file(
     replace: replace all stored data with the file's. overlap: what to do with the file's
     invoices that are already stored (refuse, skip them, or replace their stored lines).
     file_name: the name to record and show (an upload's original name); default: the path's.
+    max_unpacked: the most bytes a Parquet file's data may be once read (uploads).
     """
     if overlap not in OVERLAP_MODES:
         raise ImportFailed(f"overlap must be one of {', '.join(OVERLAP_MODES)}, not {overlap!r}")
     started = time.perf_counter()
     started_at = datetime.now(UTC)
     db = engine()
-    source = await asyncio.to_thread(inspect_source, path, file_name)
+    rows_cap = get_settings().max_import_rows
+    source = await asyncio.to_thread(
+        partial(inspect_source, path, file_name, max_rows=rows_cap, max_unpacked=max_unpacked)
+    )
     refuse_duplicate = not replace and overlap == "refuse"  # skip/replace of the same file is idempotent
     if refuse_duplicate:  # early, before reading; checked again inside the transaction
         await _refuse_duplicate(source)

@@ -66,6 +66,7 @@ class Settings:
     refresh_interval_seconds: int = 0  # when set, replaces refresh_cron
     registration_open: bool = True
     max_upload_mb: int = 200
+    max_import_rows: int = 50_000_000  # lines per import (CLI and upload): a cap against bombs
     log_format: str = "text"  # or "json": one JSON object per line
     access_log: bool = True  # one line per request
     task_redeliver_seconds: int = 60  # a task unacknowledged this long (its worker died) is run again
@@ -154,6 +155,7 @@ def load_settings() -> Settings:
         refresh_interval_seconds=_int("REFRESH_INTERVAL_SECONDS", 0, minimum=0),
         registration_open=_bool("REGISTRATION_OPEN", True),
         max_upload_mb=_int("MAX_UPLOAD_MB", 200),
+        max_import_rows=_int("MAX_IMPORT_ROWS", 50_000_000),
         log_format=log_format,
         access_log=_bool("ACCESS_LOG", True),
         task_redeliver_seconds=_int("TASK_REDELIVER_SECONDS", 60),

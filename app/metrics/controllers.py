@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
+from pathlib import PurePosixPath
 from typing import Annotated, Any, get_args, get_origin, get_type_hints
 
 import msgspec
@@ -62,7 +63,7 @@ def signature(params: type[Params], path_params: tuple[str, ...] = ()) -> list[i
     keyword = inspect.Parameter.KEYWORD_ONLY
     return [
         inspect.Parameter("request", keyword, annotation=Request),
-        *(inspect.Parameter(name, keyword, annotation=FromPath[str]) for name in path_params),
+        *(inspect.Parameter(name, keyword, annotation=FromPath[PurePosixPath]) for name in path_params),
         *(
             inspect.Parameter(name, keyword, annotation=parameter(params, name, hints[name]), default=default)
             for name, default in defaults.items()
@@ -105,6 +106,8 @@ def endpoint(view: View[Any, Any]) -> HTTPRouteHandler:
     one service call, answered as JSON, page or partial."""
 
     async def handle(request: Request, **values: Any) -> Answer[Any]:
+        for name in view.path_params:  # taken as a path, so that a name may hold "/": "/Foo/Bar" -> "Foo/Bar"
+            values[name] = str(values[name])[1:]
         params = view.params.from_query(**values)
         service = get_metrics_service()
         body = await service.answer(view, params)

@@ -213,7 +213,7 @@ class Table:
 @dataclass(frozen=True)
 class View(Generic[P, R]):
     name: str  # names the answer in cache keys and the endpoint
-    path: str  # under /metrics; `{field:str}` makes that field a path parameter
+    path: str  # under /metrics; `{field:str}` makes that field a path parameter (`:path`: "/" allowed)
     summary: str
     params: type[P]
     result: type[R]
@@ -294,7 +294,7 @@ TOP_COUNTRIES: View[TopCountriesParams, TopCountries] = View(
 
 COUNTRY: View[CountryParams, CountryDetail] = View(
     name="country",
-    path="/top-countries/{country_name:str}",
+    path="/top-countries/{country_name:path}",  # any stored name opens, "/" included
     summary="One country: KPIs, rank, monthly series, top products",
     params=CountryParams,
     result=CountryDetail,

@@ -105,3 +105,59 @@ async def test_a_gzip_bomb_is_refused_early(client, monkeypatch):
     finally:
         monkeypatch.delenv("MAX_UPLOAD_MB")
         get_settings.cache_clear()
+
+
+async def test_an_upload_cut_off_mid_stream_is_logged_as_a_client_abort(client):
+    """The client goes away half-way through its body: no 500, no traceback, one line that says so."""
+    import logging
+
+    from app import create_app
+
+    await register(client)
+    token = await login(client)
+    app = create_app()
+    boundary = "cutoff"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="x.csv"\r\n\r\n' + small_data.HEADER
+    ).encode()
+    events = iter([{"type": "http.request", "body": head, "more_body": True}, {"type": "http.disconnect"}])
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return next(events)
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/data/upload",
+        "raw_path": b"/data/upload",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"host", b"t"),
+            (b"authorization", f"Bearer {token}".encode()),
+            (b"content-type", f"multipart/form-data; boundary={boundary}".encode()),
+            (b"content-length", b"1000000"),
+        ],
+        "client": ("127.0.0.1", 5000),
+        "server": ("t", 80),
+    }
+    records: list[logging.LogRecord] = []
+    catcher = logging.Handler(logging.DEBUG)
+    catcher.emit = records.append  # type: ignore[method-assign]
+    logging.getLogger("app").addHandler(catcher)
+    try:
+        await app(scope, receive, send)
+    finally:
+        logging.getLogger("app").removeHandler(catcher)
+    assert sent[0]["status"] == 499
+    lines = [(record.name, record.getMessage(), record.levelno) for record in records]
+    assert any(name == "app.requests" and message.startswith("POST /data/upload 499") for name, message, _ in lines)
+    assert any("the client went away" in message for _, message, _ in lines)
+    assert not any(level >= logging.ERROR for _, _, level in lines)  # no "unhandled error", no traceback

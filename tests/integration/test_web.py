@@ -422,3 +422,22 @@ async def test_one_log_line_per_request_without_the_query_or_the_token(client, s
     assert lines[0].user_id is not None and lines[0].duration_ms > 0
     text = "\n".join(f"{record.getMessage()} {record.__dict__}" for record in lines)
     assert "secret-value" not in text and token not in text and "2010-12-01" not in text
+
+
+async def test_a_country_whose_name_holds_a_slash_opens(client, tmp_path):
+    from app.ingest.service import import_file
+
+    (tmp_path / "slash.csv").write_text(
+        small_data.HEADER + "100001,A1,RED MUG,2,1/3/2011 10:00,1.25,1,Bosnia/Herzegovina\n"
+    )
+    await import_file(tmp_path / "slash.csv")
+    await register(client)
+    auth = bearer(await login(client))
+    for path in ["/metrics/top-countries/Bosnia%2FHerzegovina", "/metrics/top-countries/bosnia/herzegovina"]:
+        answer = await client.get(path, headers=auth)
+        assert answer.status_code == 200, (path, answer.text)
+        assert answer.json()["country"] == "Bosnia/Herzegovina" and answer.json()["kpis"]["revenue"] == 2.5
+    page = await client.get("/metrics/top-countries", headers={**auth, **HTML})
+    assert 'href="/metrics/top-countries/Bosnia/Herzegovina' in page.text
+    linked = await client.get("/metrics/top-countries/Bosnia/Herzegovina", headers={**auth, **HTML})
+    assert linked.status_code == 200 and "Bosnia/Herzegovina" in linked.text

@@ -10,7 +10,7 @@ import logging
 from urllib.parse import quote, urlsplit
 
 from litestar import Request, Response
-from litestar.exceptions import HTTPException, NotAuthorizedException
+from litestar.exceptions import HTTPException, InternalServerException, NotAuthorizedException
 from litestar.response import Redirect, Template
 
 from app.lib.db import database_error_message
@@ -48,7 +48,14 @@ def error_response(request: Request, status: int, detail: str, extra: dict[str, 
     )
 
 
+CLIENT_GONE = "client disconnected prematurely"  # Litestar's words when a body stops coming
+CLIENT_CLOSED_REQUEST = 499  # nginx's status for it: nobody reads the answer, the log line says what happened
+
+
 def handle_exception(request: Request, error: Exception) -> Response:
+    if isinstance(error, InternalServerException) and error.detail == CLIENT_GONE:
+        logger.info("%s %s: the client went away before it had sent its request", request.method, request.url.path)
+        return Response(content=b"", status_code=CLIENT_CLOSED_REQUEST)
     if isinstance(error, NotAuthorizedException) and not wants_json(request):
         if is_htmx(request):  # a partial cannot redirect the page: tell htmx to
             return Response(content=b"", status_code=401, headers={"hx-redirect": "/login"})
