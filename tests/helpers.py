@@ -192,8 +192,8 @@ def stop_server(server: subprocess.Popen) -> None:
 
 
 @contextlib.contextmanager
-def live_server(log_dir: Path) -> Iterator[tuple[subprocess.Popen, str]]:
-    """`litestar run` on a free port against the database under test; yields (process, base URL)."""
+def live_server(log_dir: Path, **env: str) -> Iterator[tuple[subprocess.Popen, str]]:
+    """`litestar run` on a free port against the database under test (plus `env`); yields (process, base URL)."""
     import httpx
 
     port = free_port()
@@ -201,7 +201,11 @@ def live_server(log_dir: Path) -> Iterator[tuple[subprocess.Popen, str]]:
     log_path = log_dir / "server.log"
     with log_path.open("w") as log:
         server = subprocess.Popen(
-            [str(litestar), "run", "--port", str(port)], cwd=ROOT, env=cli_env(), stdout=log, stderr=subprocess.STDOUT
+            [str(litestar), "run", "--port", str(port)],
+            cwd=ROOT,
+            env=cli_env(**env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         try:
             base = f"http://127.0.0.1:{port}"

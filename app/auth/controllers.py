@@ -13,14 +13,33 @@ from litestar.response import Redirect, Template
 
 from app.auth.deps import get_accounts
 from app.auth.guards import SESSION_COOKIE, requires_login
-from app.auth.service import AuthError, Credentials, PasswordChange, RateLimited, TokenOut, UserOut, user_out
+from app.auth.service import (
+    PASSWORD_LENGTH,
+    USERNAME,
+    AuthError,
+    Credentials,
+    PasswordChange,
+    RateLimited,
+    TokenOut,
+    UserOut,
+    user_out,
+)
 from app.lib.settings import get_settings
 from app.lib.web.asking import FORM_TYPES, JSON, VARY, is_htmx, wants_json
 from app.lib.web.csrf import SESSION_KEY, check_csrf
 from app.lib.web.errors import safe_next
-from app.lib.web.openapi import BEARER, errors
+from app.lib.web.openapi import BEARER, errors, json_body, text
 
 S = TypeVar("S", bound=msgspec.Struct)
+
+# the bodies as OpenAPI tells them (the handlers read JSON or a form themselves)
+_NAME = text("3 to 30 letters, digits, '_', '.' or '-'", min_length=3, max_length=30, pattern=f"^{USERNAME.pattern}$")
+_PASSWORD = text("8 to 1024 characters", min_length=PASSWORD_LENGTH[0], max_length=PASSWORD_LENGTH[1])
+CREDENTIALS = json_body({"username": _NAME, "password": _PASSWORD}, "The account's name and password")
+PASSWORD_CHANGE = json_body(
+    {"current_password": text("Your password now", max_length=PASSWORD_LENGTH[1]), "new_password": _PASSWORD},
+    "Your password now and the new one",
+)
 NO_STORE = {"cache-control": "no-store", "vary": VARY}
 
 
@@ -92,6 +111,7 @@ class AuthController(Controller):
         status_code=201,
         summary="Create an account (the first one becomes admin)",
         responses=errors(400, 403, 409, 415, 503),
+        operation_class=CREDENTIALS,
     )
     async def register(self, request: Request) -> UserOut:
         await check_csrf(request)
@@ -119,6 +139,7 @@ class AuthController(Controller):
         status_code=200,
         summary="Log in: a token for scripts, a cookie for browsers",
         responses=errors(400, 401, 403, 415, 429, 503),
+        operation_class=CREDENTIALS,
     )
     async def login(self, request: Request) -> TokenOut:
         await check_csrf(request)
@@ -191,6 +212,7 @@ class AuthController(Controller):
         guards=[requires_login],
         summary="Change your password (revokes your other tokens)",
         responses=errors(400, 401, 403, 415, 503),
+        operation_class=PASSWORD_CHANGE,
         security=BEARER,
     )
     async def change_password(self, request: Request) -> TokenOut:

@@ -14,6 +14,7 @@ from typing import Annotated, Any, get_args, get_origin, get_type_hints
 import msgspec
 from litestar import Request, Router, get
 from litestar.handlers import HTTPRouteHandler
+from litestar.openapi.spec import OpenAPIFormat, OpenAPIType, Schema
 from litestar.params import FromPath, QueryParameter
 from litestar.response import Template
 from msgspec import Meta
@@ -21,7 +22,7 @@ from msgspec import Meta
 from app.auth.guards import LOGIN
 from app.lib.settings import get_settings
 from app.lib.web.asking import NO_STORE_HEADERS
-from app.lib.web.openapi import BEARER, errors
+from app.lib.web.openapi import BEARER, NO_NUL, errors
 from app.lib.web.pages import Answer, answer, rendered
 from app.metrics.schemas import Freq, RankBy
 from app.metrics.service import cache_key, get_metrics_service
@@ -39,6 +40,14 @@ from app.metrics.views import (
     default,
 )
 
+DATE_OR_EMPTY = {
+    "one_of": [
+        Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.DATE),
+        Schema(type=OpenAPIType.STRING, max_length=0),
+    ]
+}
+TEXT_SCHEMA = {"one_of": [Schema(type=OpenAPIType.STRING, max_length=MAX_TEXT, pattern=NO_NUL)]}
+
 
 def parameter(params: type[Params], name: str, hint: Any) -> Any:
     """How Litestar takes one field of a Params struct (validation and OpenAPI): its type with
@@ -48,11 +57,11 @@ def parameter(params: type[Params], name: str, hint: Any) -> Any:
     if get_origin(hint) is Annotated:
         base, *extras = get_args(hint)
         meta = next((extra for extra in extras if isinstance(extra, Meta)), meta)
-    if name in params.DATES:
-        return Annotated[str | None, QueryParameter(description=meta.description, schema_extra={"format": "date"})]
+    if name in params.DATES:  # a date, or empty (a filter form's unset field): no filter
+        return Annotated[str | None, QueryParameter(description=meta.description, schema_extra=DATE_OR_EMPTY)]
     if name in params.TEXT:
         kind = str if base is str else str | None
-        return Annotated[kind, QueryParameter(description=meta.description, schema_extra={"maxLength": MAX_TEXT})]
+        return Annotated[kind, QueryParameter(description=meta.description, schema_extra=TEXT_SCHEMA)]
     return Annotated[base, QueryParameter(description=meta.description, ge=meta.ge, le=meta.le)]
 
 

@@ -1,12 +1,35 @@
-"""The shapes of every figure, with the field names of METRICS.md (the JSON contract)."""
+"""The shapes of every figure, with the field names of METRICS.md (the JSON contract), and how
+OpenAPI describes the ones its formats do not (a local time)."""
 
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
+from litestar.openapi.spec import OpenAPIType, Schema
 
+# The shop's local time, as the export has it: no time zone (OpenAPI's date-time would need one).
+_LOCAL = "Local time of the shop, YYYY-MM-DDTHH:MM:SS, no time zone (as in the export)"
+_LOCAL_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}$"
+LocalTime = Annotated[
+    datetime,
+    msgspec.Meta(description=_LOCAL, extra_json_schema={"extra": {"format": None, "pattern": _LOCAL_PATTERN}}),
+]
+MaybeLocalTime = Annotated[
+    datetime | None,
+    msgspec.Meta(
+        description=_LOCAL + "; null when there is none",
+        extra_json_schema={
+            "extra": {
+                "one_of": [
+                    Schema(type=OpenAPIType.STRING, pattern=_LOCAL_PATTERN),
+                    Schema(type=OpenAPIType.NULL),
+                ]
+            }
+        },
+    ),
+]
 Freq = Literal["day", "week", "month", "year"]
 RankBy = Literal["revenue", "units_sold", "orders", "customers"]
 Order = Literal["desc", "asc"]
@@ -30,8 +53,8 @@ class Kpis(msgspec.Struct):
     units_per_order: float | None
     cancelled_orders: int
     cancelled_revenue: float
-    first_sale: datetime | None
-    last_sale: datetime | None
+    first_sale: MaybeLocalTime
+    last_sale: MaybeLocalTime
 
 
 class SeriesPoint(msgspec.Struct):
@@ -86,7 +109,7 @@ class Line(msgspec.Struct):
     stock_code: str
     description: str | None
     quantity: int
-    invoice_date: datetime
+    invoice_date: LocalTime
     unit_price: float
     customer_id: int | None
     country: str
