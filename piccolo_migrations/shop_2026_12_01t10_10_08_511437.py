@@ -10,9 +10,7 @@ DESCRIPTION = "revoked_tokens: logouts, durable (by jti, until the token expires
 
 
 async def forwards():
-    manager = MigrationManager(
-        migration_id=ID, app_name="shop", description=DESCRIPTION
-    )
+    manager = MigrationManager(migration_id=ID, app_name="shop", description=DESCRIPTION)
 
     manager.add_table(
         class_name="RevokedToken",

@@ -155,6 +155,24 @@ def bearer(token: str) -> dict[str, str]:
     return {"authorization": f"Bearer {token}"}
 
 
+async def follow_import(client: httpx.AsyncClient, answer: httpx.Response, seconds: float = 120) -> httpx.Response:
+    """After an upload: follow its import job (a child process) to its outcome, as the page does.
+
+    Returns the final page: the import's result page, or the job's page with its error."""
+    import asyncio
+
+    if answer.status_code != 303 or not answer.headers["location"].startswith("/data/jobs/"):
+        return answer
+    job = answer.headers["location"]
+    deadline = time.monotonic() + seconds
+    while True:
+        page = await client.get(job, headers=HTML, follow_redirects=True)
+        if 'data-job-state="' not in page.text:
+            return page
+        assert time.monotonic() < deadline, f"the import job {job} did not finish in {seconds} s"
+        await asyncio.sleep(0.1)
+
+
 async def form_token(client: httpx.AsyncClient, path: str = "/users/me") -> str:
     """The CSRF token a signed-in browser's forms carry (bound to its session), read from a page."""
     page = await client.get(path, headers=HTML)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from litestar import Controller, Request, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import UploadFile
 from litestar.enums import RequestEncodingType
 from litestar.params import Body, FromPath, QueryParameter
@@ -17,19 +17,11 @@ from litestar.response import Redirect, Template
 
 from app.admin.uploads import UploadRefused, save_upload
 from app.auth.guards import requires_admin
-from app.ingest.reader import SourceError
-from app.ingest.service import (
-    OVERLAP_MODES,
-    DuplicateImport,
-    ImportFailed,
-    ImportRejected,
-    OverlapRefused,
-    dataset_status,
-    import_file,
-)
+from app.ingest import jobs
+from app.ingest.service import OVERLAP_MODES, dataset_status
 from app.ingest.tables import Import
 from app.lib.settings import get_settings
-from app.lib.web.asking import NO_STORE_HEADERS
+from app.lib.web.asking import NO_STORE_HEADERS, is_htmx
 from app.lib.web.csrf import check_csrf
 from app.metrics.jobs import trigger_refresh
 from app.metrics.service import get_metrics_service
@@ -82,37 +74,63 @@ class DataController(Controller):
         folder = Path(tempfile.mkdtemp(prefix="shop-upload-"))
         try:
             path = await save_upload(upload, folder / "upload", max_bytes, max_bytes * UNPACK_FACTOR)
-            result = await import_file(
-                path,
+            job = jobs.Job(
+                file_name=Path(upload.filename).name[:255],
                 replace=replace,
                 overlap=overlap,
                 skip_invalid=skip_invalid,
-                file_name=Path(upload.filename).name[:255],
                 max_unpacked=max_bytes * UNPACK_FACTOR,
+                user=request.scope["user"]["username"],
             )
+            job_id = jobs.start(path, job)  # the import runs in a child process: this one stays free
         except UploadRefused as error:
             return await self._page(request, 413, error=str(error))
-        except OverlapRefused as error:
-            return await self._page(request, 409, error=str(error), overlap=error.overlap)
-        except ImportRejected as error:
-            return await self._page(request, 400, error=str(error), rejects=error.rejects, rejected=error.rejected)
-        except (SourceError, DuplicateImport, ImportFailed) as error:
-            status = 409 if isinstance(error, DuplicateImport) else 400
-            return await self._page(request, status, error=str(error))
         finally:
             await upload.close()
             shutil.rmtree(folder, ignore_errors=True)
-        # Committed. Whatever happens next, the import stands: the result page reads its record.
-        get_metrics_service().forget_tag()  # this process sees the new data at once
-        logger.info("upload imported by %s: %s", request.scope["user"]["username"], result.summary())
+        logger.info("upload by %s: import job %s started for %s", job.user, job_id, job.file_name)
+        return Redirect(path=f"/data/jobs/{job_id}", status_code=303, headers=NO_STORE_HEADERS)
+
+    @get("/jobs/{job_id:str}")
+    async def job(self, request: Request, job_id: FromPath[str]) -> Template | Response:
+        """An import's progress while it runs (the page polls this); its outcome when it ends."""
+        folder = jobs.job_folder(job_id)
+        if folder is None:
+            return await self._page(request, 404, error="there is no such import job (jobs are kept for a day)")
+        state = jobs.read_state(folder)
+        if state.state == "done" and state.import_id is not None:
+            refresh = await self._after_import(folder, state)
+            target = f"/data/imports/{state.import_id}?refresh={quote(refresh)}"
+            if is_htmx(request):  # the poll: leave the progress page for the result
+                return Response(content=b"", headers={**NO_STORE_HEADERS, "hx-redirect": target})
+            return Redirect(path=target, status_code=303, headers=NO_STORE_HEADERS)
+        if state.state == "failed":
+            if is_htmx(request):  # htmx does not swap an error: load the page, which shows it
+                return Response(content=b"", headers={**NO_STORE_HEADERS, "hx-redirect": f"/data/jobs/{job_id}"})
+            return await self._page(
+                request,
+                state.status_code or 500,
+                error=state.error,
+                rejects=state.rejects,
+                rejected=state.rejected,
+                overlap=state.overlap,
+            )
+        return await self._page(request, 200, job=state, job_id=job_id)
+
+    async def _after_import(self, folder: Path, state: jobs.State) -> str:
+        """Once per job: this process sees the new data at once, and the figures refresh."""
+        marker = folder / "refreshed"
+        if marker.exists():
+            return marker.read_text()
+        get_metrics_service().forget_tag()
         try:
             refresh = await trigger_refresh()
         except Exception as error:  # noqa: BLE001 - the figures are computed on first view instead
             logger.warning("upload: could not start a refresh (%s: %s)", type(error).__name__, error)
             refresh = "not started (the figures are computed on first view)"
-        return Redirect(
-            path=f"/data/imports/{result.import_id}?refresh={quote(refresh)}", status_code=303, headers=NO_STORE_HEADERS
-        )
+        marker.write_text(refresh)
+        logger.info("import job %s done: %s", folder.name, state.summary)
+        return refresh
 
     @get("/imports/{import_id:int}")
     async def import_result(

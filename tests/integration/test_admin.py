@@ -11,20 +11,17 @@ import pytest
 
 from app.lib.settings import get_settings
 from tests import small_data
-from tests.helpers import HTML, bearer, browser_login, form_token, login, register
+from tests.helpers import HTML, bearer, browser_login, follow_import, form_token, login, register
 
 pytestmark = pytest.mark.usefixtures("empty_db")
 
 
 async def upload(client: httpx.AsyncClient, name: str, content: bytes, **fields: str) -> httpx.Response:
     csrf = await form_token(client, "/data")
-    return await client.post(
-        "/data/upload",
-        files={"file": (name, content)},
-        data={"_csrf": csrf, **fields},
-        headers=HTML,
-        follow_redirects=True,  # a successful import answers 303 to its result page
+    answer = await client.post(
+        "/data/upload", files={"file": (name, content)}, data={"_csrf": csrf, **fields}, headers=HTML
     )
+    return await follow_import(client, answer)  # the import runs in a child process; its page follows it
 
 
 async def test_admin_pages_are_for_admins_only(client):

@@ -17,7 +17,7 @@ from app.ingest.tables import Import
 from app.metrics.service import MetricsService
 from app.metrics.views import KPIS, Scope
 from tests import small_data
-from tests.helpers import HTML, browser_login, form_token, invoke_cli, register, snapshot
+from tests.helpers import HTML, browser_login, follow_import, form_token, invoke_cli, register, snapshot
 
 pytestmark = pytest.mark.usefixtures("empty_db")
 
@@ -124,16 +124,16 @@ async def test_the_upload_page_refuses_explains_and_then_skips(client, tmp_path)
         )
 
     first = await upload(small_data.FIRST)
-    assert first.status_code == 303 and first.headers["location"].startswith("/data/imports/")
-    refused = await upload(OVERLAPPING)
+    assert first.status_code == 303 and first.headers["location"].startswith("/data/jobs/")
+    done = await follow_import(client, first)
+    assert done.status_code == 200 and "/data/imports/" in str(done.url)
+    refused = await follow_import(client, await upload(OVERLAPPING))
     assert refused.status_code == 409 and "Invoices already stored" in refused.text and "100001" in refused.text
     assert 'name="overlap" value="skip"' in refused.text
-    skipped = await upload(OVERLAPPING, overlap="skip")
-    assert skipped.status_code == 303
-    result = await client.get(skipped.headers["location"], headers=HTML)
+    result = await follow_import(client, await upload(OVERLAPPING, overlap="skip"))
     assert result.status_code == 200 and "Imported export.csv" in result.text and "skipped" in result.text
     imports = await Import.count().run()
-    again = await client.get(skipped.headers["location"], headers=HTML)  # a reload shows it, imports nothing
+    again = await client.get(str(result.url), headers=HTML)  # a reload shows it, imports nothing
     assert again.status_code == 200 and await Import.count().run() == imports
     assert (await client.get("/data/imports/99999", headers=HTML)).status_code == 404
     bad = await upload(OVERLAPPING, overlap="merge")

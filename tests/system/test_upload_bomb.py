@@ -1,4 +1,5 @@
-"""A parquet bomb uploaded to a real server: refused from its metadata, the web process's memory flat.
+"""A parquet bomb uploaded to a real server: refused from its metadata by the import job (a child
+process), the web process's memory flat.
 
 The file: 30 million identical rows in one zstd row group, a few hundred KB (the one that took a
 web process from 418 MB to 3.84 GB). The server's RSS is sampled while it is uploaded.
@@ -53,12 +54,19 @@ def test_a_parquet_bomb_is_refused_and_costs_the_web_process_nothing(tmp_path):
         sampler.start()
         try:
             with path.open("rb") as file:
-                answer = httpx.post(
+                started = httpx.post(
                     f"{base}/data/upload",
                     files={"file": ("bomb.parquet", file)},
                     headers={"authorization": f"Bearer {token}", "accept": "text/html"},
                     timeout=60,
                 )
+            assert started.status_code == 303, started.text  # saved; the import job checks it
+            deadline = time.monotonic() + 60
+            while True:
+                answer = httpx.get(base + started.headers["location"], headers={"authorization": f"Bearer {token}"})
+                if 'data-job-state="' not in answer.text or time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
         finally:
             done.set()
             sampler.join()
