@@ -85,3 +85,16 @@ async def test_a_taken_name_costs_the_same_hash_as_a_free_one(client, monkeypatc
     taken = await client.post("/auth/register", json={"username": "ALICE", "password": "another one"})
     assert taken.status_code == 409
     assert hashed == ["correct horse", "another one"]
+
+
+async def test_a_logout_that_cannot_be_recorded_says_so(client):
+    """The revocation table unusable: the logout is an error (503), not a 200 that would be a lie."""
+    await register(client)
+    token = await login(client)
+    await RevokedToken.raw("ALTER TABLE revoked_tokens RENAME TO revoked_tokens_away").run()
+    try:
+        answer = await client.post("/auth/logout", headers=bearer(token))
+        assert answer.status_code == 503 and "try again" in answer.json()["detail"]
+    finally:
+        await RevokedToken.raw("ALTER TABLE revoked_tokens_away RENAME TO revoked_tokens").run()
+    assert (await client.get("/users/me", headers=bearer(token))).status_code == 200  # it was not logged out

@@ -7,6 +7,7 @@ web process from 418 MB to 3.84 GB). The server's RSS is sampled while it is upl
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from pathlib import Path
@@ -33,6 +34,9 @@ def bomb(path: Path) -> Path:
 
 
 def test_a_parquet_bomb_is_refused_and_costs_the_web_process_nothing(tmp_path):
+    from app.auth.tables import User
+
+    asyncio.run(User.delete(force=True).run())  # the account registered below is the first: an admin
     path = bomb(tmp_path / "bomb.parquet")
     assert path.stat().st_size < 1_000_000
     with live_server(tmp_path) as (server, base):
