@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -71,9 +70,9 @@ class DataController(Controller):
             return await self._page(request, 400, error=f"overlap must be one of {', '.join(OVERLAP_MODES)}")
         skip_invalid = data.get("skip_invalid") in {"on", "true", "1"}
         max_bytes = settings.max_upload_mb * 1_000_000
-        folder = Path(tempfile.mkdtemp(prefix="shop-upload-"))
+        folder = jobs.new_folder()  # saved where the import reads it: no copy, whatever the file systems
         try:
-            path = await save_upload(upload, folder / "upload", max_bytes, max_bytes * UNPACK_FACTOR)
+            await save_upload(upload, folder / "upload", max_bytes, max_bytes * UNPACK_FACTOR)
             job = jobs.Job(
                 file_name=Path(upload.filename).name[:255],
                 replace=replace,
@@ -82,12 +81,15 @@ class DataController(Controller):
                 max_unpacked=max_bytes * UNPACK_FACTOR,
                 user=request.scope["user"]["username"],
             )
-            job_id = jobs.start(path, job)  # the import runs in a child process: this one stays free
+            job_id = jobs.start(folder, job)  # the import runs in a child process: this one stays free
         except UploadRefused as error:
+            shutil.rmtree(folder, ignore_errors=True)
             return await self._page(request, 413, error=str(error))
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
         finally:
             await upload.close()
-            shutil.rmtree(folder, ignore_errors=True)
         logger.info("upload by %s: import job %s started for %s", job.user, job_id, job.file_name)
         return Redirect(path=f"/data/jobs/{job_id}", status_code=303, headers=NO_STORE_HEADERS)
 

@@ -110,13 +110,16 @@ def read_state(folder: Path) -> State:
     return state
 
 
-def start(upload: Path, job: Job) -> str:
-    """Move the saved upload into a new job folder and start the child that imports it."""
+def new_folder() -> Path:
+    """A new job's folder: the upload is saved straight into it (`upload`), then `start` runs it."""
     _forget_old_jobs()
-    job_id = secrets.token_hex(JOB_ID_BYTES)
-    folder = jobs_dir() / job_id
+    folder = jobs_dir() / secrets.token_hex(JOB_ID_BYTES)
     folder.mkdir(parents=True)
-    os.replace(upload, folder / "upload")
+    return folder
+
+
+def start(folder: Path, job: Job) -> str:
+    """Start the child that imports the job folder's `upload`; the job's id."""
     (folder / "job.json").write_bytes(msgspec.json.encode(job))
     write_state(folder, State())
     with (folder / "log").open("wb") as log:
@@ -127,7 +130,7 @@ def start(upload: Path, job: Job) -> str:
             stderr=subprocess.STDOUT,
             start_new_session=True,  # a Ctrl-C meant for the web process does not stop the import
         )
-    return job_id
+    return folder.name
 
 
 def _forget_old_jobs() -> None:

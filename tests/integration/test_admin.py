@@ -99,6 +99,9 @@ async def test_a_gzip_bomb_is_refused_early(client, monkeypatch):
         assert len(bomb) < 300_000
         page = await upload(client, "bomb.csv.gz", bomb)
         assert page.status_code == 413 and "unpacks to more than 10 MB" in page.text
+        from app.ingest.jobs import jobs_dir
+
+        assert not list(jobs_dir().glob("*/upload"))  # the refused upload's folder is gone
     finally:
         monkeypatch.delenv("MAX_UPLOAD_MB")
         get_settings.cache_clear()
