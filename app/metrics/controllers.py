@@ -68,7 +68,7 @@ def parameter(params: type[Params], name: str, hint: Any) -> Any:
 def signature(params: type[Params], path_params: tuple[str, ...] = ()) -> list[inspect.Parameter]:
     """The handler parameters of a Params struct: the request, path parameters, then the query."""
     hints = get_type_hints(params, include_extras=True)
-    defaults = dict(zip(params.__struct_fields__, params.__struct_defaults__, strict=True))
+    defaults = params.defaults()
     keyword = inspect.Parameter.KEYWORD_ONLY
     return [
         inspect.Parameter("request", keyword, annotation=Request),

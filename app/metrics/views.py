@@ -83,13 +83,18 @@ class Params(msgspec.Struct, frozen=True, kw_only=True):
     FOLDED: ClassVar[dict[str, Callable[[str], str]]] = {}  # how a text field is normalised for the key
 
     @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        """Each field's default: the view's defaults (every field has one)."""
+        return _defaults(cls)
+
+    @classmethod
     def from_query(cls: type[P], **values: Any) -> P:
         """The parameters from the values as they arrive (InvalidParameter says what to fix)."""
         return _from_query(cls, tuple(values.items()))
 
     @classmethod
     def _parse(cls: type[P], values: dict[str, Any]) -> P:
-        defaults = dict(zip(cls.__struct_fields__, cls.__struct_defaults__, strict=True))
+        defaults = cls.defaults()
         for name in cls.TEXT:
             if name in values:
                 cleaned = clean_text(name, values[name])
@@ -118,7 +123,7 @@ class Params(msgspec.Struct, frozen=True, kw_only=True):
 
     def query(self, exclude: Iterable[str] = ()) -> dict[str, str]:
         """The values that differ from the defaults, as query-string text (for links that keep the view)."""
-        defaults = dict(zip(self.__struct_fields__, self.__struct_defaults__, strict=True))
+        defaults = self.defaults()
         query = {}
         for name in self.__struct_fields__:
             value = getattr(self, name)
@@ -133,16 +138,21 @@ def _from_query(params: type[P], values: tuple[tuple[str, Any], ...]) -> P:
     return params._parse(dict(values))
 
 
+@lru_cache(maxsize=64)
+def _defaults(params: type[Params]) -> dict[str, Any]:
+    return dict(zip(params.__struct_fields__, params.__struct_defaults__, strict=True))
+
+
 def default(params: type[Params], name: str) -> Any:
     """The default of one parameter (for a page that takes it without being that view)."""
-    return dict(zip(params.__struct_fields__, params.__struct_defaults__, strict=True))[name]
+    return params.defaults()[name]
 
 
 def view_defaults(views: Iterable[View[Any, Any]]) -> dict[str, Any]:
     """Every query parameter's default (one value per name across the views; links leave them out)."""
     found: dict[str, Any] = {}
     for view in views:
-        for name, value in zip(view.params.__struct_fields__, view.params.__struct_defaults__, strict=True):
+        for name, value in view.params.defaults().items():
             skip = value is None or name in view.path_params
             if not skip and found.setdefault(name, value) != value:
                 raise ValueError(f"the views disagree on the default of {name!r}")
