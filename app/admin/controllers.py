@@ -117,6 +117,13 @@ class DataController(Controller):
                 rejected=state.rejected,
                 overlap=state.overlap,
             )
+        if is_htmx(request):  # the poll: only the progress (the rest of the page costs database reads)
+            return Template(
+                template_name="partials/job.html",
+                context={"job": state, "job_id": job_id},
+                headers=NO_STORE_HEADERS,
+                media_type="text/html",
+            )
         return await self._page(request, 200, job=state, job_id=job_id)
 
     async def _after_import(self, folder: Path, state: jobs.State) -> str:

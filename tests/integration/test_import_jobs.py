@@ -62,6 +62,8 @@ async def test_job_ids_are_checked_and_a_silent_job_is_reported_dead(client, tmp
     (folder / "state.json").write_bytes(msgspec.json.encode(state))
     running = await client.get(f"/data/jobs/{'b' * 32}", headers=HTML)
     assert 'data-job-state="running"' in running.text and "10 of about 100 lines" in running.text
+    poll = await client.get(f"/data/jobs/{'b' * 32}", headers={"hx-request": "true"})
+    assert poll.status_code == 200 and "<html" not in poll.text and 'id="job"' in poll.text
     state.updated = time.time() - jobs.STALE_SECONDS - 1  # its process was killed: it says nothing more
     (folder / "state.json").write_bytes(msgspec.json.encode(state))
     dead = await client.get(f"/data/jobs/{'b' * 32}", headers=HTML)
