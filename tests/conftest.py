@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import DATA_CSV_GZ, DATA_PARQUET, ENGINE, TEST_DATABASE_URL, RedisServer
+from tests.helpers import DATA_CSV_GZ, DATA_PARQUET, ENGINE, TEST_DATABASE_URL, RedisServer, clear_tables
 
 _TMP = Path(tempfile.mkdtemp(prefix="shop-test-"))
 if TEST_DATABASE_URL:
@@ -86,11 +86,7 @@ async def schema() -> None:
 @pytest.fixture
 async def empty_db(schema: None) -> None:
     """Every test that imports starts from empty tables."""
-    from app.ingest.tables import Import, Invoice, Transaction
-
-    await Transaction.delete(force=True).run()
-    await Invoice.delete(force=True).run()
-    await Import.delete(force=True).run()
+    await clear_tables()
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ app at module level: tests/conftest.py imports it before it sets the environment
 from __future__ import annotations
 
 import contextlib
+import datetime
 import os
 import re
 import shutil
@@ -119,6 +120,116 @@ def write(path: Path, lines: list[str], encoding: str = "utf-8", newline: str = 
     return path
 
 
+async def clear_tables() -> None:
+    """Empty the imported data: lines, invoices, shapes and imports."""
+    from app.ingest.shapes import SHAPES
+    from app.ingest.tables import Import, Invoice, Transaction
+
+    await Transaction.delete(force=True).run()
+    await Invoice.delete(force=True).run()
+    for table in SHAPES:
+        await Transaction.raw(f"DELETE FROM {table}").run()
+    await Import.delete(force=True).run()
+
+
+def _date(value: object) -> datetime.date:
+    return value.date() if isinstance(value, datetime.datetime) else datetime.date.fromisoformat(str(value)[:10])
+
+
+def _moment(value: object) -> datetime.datetime:
+    return value if isinstance(value, datetime.datetime) else datetime.datetime.fromisoformat(str(value)[:19])
+
+
+async def stored_shapes() -> tuple[list[tuple], list[tuple]]:
+    """Both shapes as stored, normalised and sorted (the engines store days and flags differently)."""
+    from app.ingest.tables import Transaction
+
+    invoices = await Transaction.raw(
+        "SELECT invoice_no, invoice_date, country, customer_id, cancelled, lines, units, revenue_milli, day"
+        " FROM sales_invoices"
+    ).run()
+    products = await Transaction.raw(
+        "SELECT day, country, product, description, lines, units, revenue_milli FROM product_days"
+    ).run()
+    invoice_rows = sorted(
+        (
+            (
+                r["invoice_no"],
+                _moment(r["invoice_date"]),
+                r["country"],
+                r["customer_id"],
+                bool(r["cancelled"]),
+                int(r["lines"]),
+                int(r["units"]),
+                int(r["revenue_milli"]),
+                _date(r["day"]),
+            )
+            for r in invoices
+        ),
+        key=repr,
+    )
+    product_rows = sorted(
+        (
+            (
+                _date(r["day"]),
+                r["country"],
+                r["product"],
+                r["description"],
+                int(r["lines"]),
+                int(r["units"]),
+                int(r["revenue_milli"]),
+            )
+            for r in products
+        ),
+        key=repr,
+    )
+    return invoice_rows, product_rows
+
+
+async def expected_shapes() -> tuple[list[tuple], list[tuple]]:
+    """Both shapes computed here, in plain Python, from the stored lines (the independent side)."""
+    from app.ingest.tables import Transaction
+
+    lines = await Transaction.select(
+        Transaction.invoice_no,
+        Transaction.stock_code,
+        Transaction.description,
+        Transaction.quantity,
+        Transaction.invoice_date,
+        Transaction.unit_price,
+        Transaction.customer_id,
+        Transaction.country,
+    ).run()
+    invoices: dict[tuple, list[int]] = {}
+    products: dict[tuple, list[int]] = {}
+    for line in lines:
+        number, quantity, at = line["invoice_no"], line["quantity"], _moment(line["invoice_date"])
+        price_milli = round(line["unit_price"] * 1000)
+        cancelled = number.startswith("C")
+        sale = number[:1] not in ("C", "A") and quantity > 0 and line["unit_price"] > 0
+        totals = invoices.setdefault((number, at, line["country"], line["customer_id"], cancelled), [0, 0, 0])
+        if cancelled or sale:
+            totals[0] += 1
+            totals[1] += quantity
+            totals[2] += quantity * price_milli
+        if sale:
+            key = (at.date(), line["country"], line["stock_code"].upper(), line["description"])
+            product = products.setdefault(key, [0, 0, 0])
+            product[0] += 1
+            product[1] += quantity
+            product[2] += quantity * price_milli
+    invoice_rows = sorted((key + tuple(v) + (key[1].date(),) for key, v in invoices.items()), key=repr)
+    product_rows = sorted((key + tuple(v) for key, v in products.items()), key=repr)
+    return invoice_rows, product_rows
+
+
+async def assert_shapes_exact() -> None:
+    """The shapes are exactly the aggregate of the stored lines."""
+    stored, expected = await stored_shapes(), await expected_shapes()
+    assert stored[0] == expected[0], "sales_invoices differs from its lines"
+    assert stored[1] == expected[1], "product_days differs from its lines"
+
+
 async def snapshot() -> tuple:
     """What must not change when an import fails."""
     from app.ingest.tables import Import, Transaction
@@ -129,7 +240,7 @@ async def snapshot() -> tuple:
         .run()
     )
     imports = await Import.select(Import.id, Import.status, Import.dataset_version).order_by(Import.id).run()
-    return rows, imports
+    return rows, imports, await stored_shapes()
 
 
 # -- the web app's accounts (through an httpx client) --------------------------------------

@@ -192,7 +192,8 @@ async def run(folder: Path) -> State:
         state.rejected = error.rejected
     except OverlapRefused as error:
         state.state, state.error, state.status_code = "failed", str(error), 409
-        state.overlap = OverlapOut(**dataclasses.asdict(error.overlap))
+        report = dataclasses.asdict(error.overlap)
+        state.overlap = OverlapOut(**{name: report[name] for name in OverlapOut.__struct_fields__})
     except (SourceError, DuplicateImport, ImportFailed, UploadRefused) as error:
         state.state, state.error = "failed", str(error)
         state.status_code = 409 if isinstance(error, DuplicateImport) else 400

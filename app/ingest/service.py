@@ -28,7 +28,7 @@ import polars as pl
 from piccolo.engine.postgres import PostgresEngine
 from piccolo.engine.sqlite import TransactionType
 
-from app.ingest import pgcopy
+from app.ingest import pgcopy, shapes
 from app.ingest.reader import (
     COLUMNS,
     LAYOUTS,
@@ -40,7 +40,7 @@ from app.ingest.reader import (
     write_rejects,
     write_rejects_header,
 )
-from app.ingest.tables import Import, Invoice, Transaction
+from app.ingest.tables import LINE_INDEXES, Import, Invoice, Transaction
 from app.lib.db import engine, postgres_pool
 from app.lib.settings import get_settings
 
@@ -75,6 +75,7 @@ class Overlap:
     examples: list[str]  # the first few invoice numbers
     first: datetime | None  # the date range of those invoices in the file
     last: datetime | None
+    stored_days: shapes.Days | None = None  # the days of their stored lines
 
     def describe(self) -> str:
         span = f", {self.first:%Y-%m-%d} to {self.last:%Y-%m-%d}" if self.first and self.last else ""
@@ -212,6 +213,7 @@ async def import_file(
             stored_before = not replace and await Transaction.exists().run()
             if not stored_before:  # replace all, or the first import (or the lines were emptied by hand)
                 await Invoice.delete(force=True).run()
+                await shapes.clear(tx.connection)
             version = await current_version() + 1
             import_row = Import(
                 file_name=source.file_name[:255],
@@ -249,6 +251,11 @@ async def import_file(
                         raise ImportFailed(
                             f"{source.file_name}: every invoice in it is already stored; nothing was imported"
                         )
+            # the days whose lines changed: the file's, and those of the stored lines it replaced
+            changed = tally.days
+            if found is not None and overlap == "replace":
+                changed = shapes.widen(changed, found.stored_days)
+            await shapes.refresh_days(tx.connection, postgres, changed)
             new_invoices = [(number, import_row.id) for number in tally.invoices - stored]
             await _insert(tx.connection, postgres, "invoices", ("invoice_no", "import_id"), new_invoices)
             overlap_seconds = time.perf_counter() - checked + tally.invoice_seconds
@@ -343,8 +350,12 @@ async def _overlap(connection: Any, postgres: bool, new: int, stored: set[str]) 
         f"SELECT COUNT(*), MIN(invoice_date), MAX(invoice_date) FROM transactions WHERE import_id = {{new}} AND {ours}",
         new,
     )
-    ((lines_stored,),) = await _execute(
-        connection, postgres, f"SELECT COUNT(*) FROM transactions WHERE import_id <> {{new}} AND {ours}", new
+    ((lines_stored, stored_first, stored_last),) = await _execute(
+        connection,
+        postgres,
+        "SELECT COUNT(*), MIN(invoice_date), MAX(invoice_date) FROM transactions "
+        f"WHERE import_id <> {{new}} AND {ours}",
+        new,
     )
     return Overlap(
         invoices=len(stored),
@@ -353,6 +364,7 @@ async def _overlap(connection: Any, postgres: bool, new: int, stored: set[str]) 
         examples=sorted(stored)[:OVERLAP_EXAMPLES],
         first=_timestamp(first),
         last=_timestamp(last),
+        stored_days=shapes.day_bounds(stored_first, stored_last),
     )
 
 
@@ -398,6 +410,7 @@ class _Tally:
         self.sample: list[Reject] = []
         self.invoices: set[str] = set()  # the invoice numbers of the valid lines
         self.invoice_seconds = 0.0  # spent collecting them (part of the overlap check's cost)
+        self.days: shapes.Days | None = None  # the days of the valid lines
         self.rejects_path = rejects_path
         self._layout = layout
         self._file: TextIO | None = None
@@ -412,6 +425,9 @@ class _Tally:
         self.rows += batch.rows.height
         collecting = time.perf_counter()
         self.invoices.update(batch.rows.get_column("invoice_no").unique().to_list())
+        if batch.rows.height:
+            dates = batch.rows.get_column("invoice_date")
+            self.days = shapes.widen(self.days, shapes.day_bounds(dates.min(), dates.max()))
         self.invoice_seconds += time.perf_counter() - collecting
         self.rejected += len(batch.rejects)
         room = REPORTED_REJECTS - len(self.sample)
@@ -535,14 +551,16 @@ async def _postgres_load(
     tally: _Tally,
     on_progress: Callable[[int], None] | None,
 ) -> None:
-    """Binary COPY. Into an empty table the primary key is dropped and rebuilt once at the end
-    (the classic bulk-load trick: far cheaper than maintaining it row by row); ids come from a
+    """Binary COPY. Into an empty table the primary key and the indexes are dropped and rebuilt
+    once at the end (the classic bulk-load trick: far cheaper than maintaining them row by row); ids come from a
     block of the table's sequence, numbered here, so the database does no per-row nextval."""
     bulk = not await connection.fetchval("SELECT EXISTS (SELECT 1 FROM transactions)")
     sequence = await connection.fetchval("SELECT pg_get_serial_sequence('transactions', 'id')")
     first_id = await connection.fetchval("SELECT nextval($1::regclass)", sequence)
     if bulk:
         await connection.execute("ALTER TABLE transactions DROP CONSTRAINT transactions_pkey")
+        for name in LINE_INDEXES:
+            await connection.execute(f"DROP INDEX IF EXISTS {name}")
     payloads = _prefetch(read_batches(source), _postgres_tuples(import_id, first_id), tally, on_progress)
 
     async def stream() -> AsyncIterator[bytes | memoryview]:
@@ -563,6 +581,8 @@ async def _postgres_load(
         await connection.execute(
             "ALTER TABLE transactions ADD CONSTRAINT transactions_pkey PRIMARY KEY (id)", timeout=LOAD_TIMEOUT
         )
+        for statement in LINE_INDEXES.values():
+            await connection.execute(statement, timeout=LOAD_TIMEOUT)
 
 
 def _postgres_tuples(import_id: int, first_id: int) -> Callable[[pl.DataFrame], memoryview]:

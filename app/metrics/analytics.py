@@ -1,12 +1,14 @@
-"""Every figure of METRICS.md as a pure function of one prepared Polars frame and the filters.
+"""Every figure of METRICS.md as a pure function of the data shapes and the filters.
 
-Nothing here knows HTTP, Redis or the database. Money is summed exactly: prices have at
-most 3 decimals, so every amount is held as an integer number of thousandths (`*_milli`)
-and only the final figures are rounded, half away from zero, to 2 places.
+Nothing here knows HTTP, Redis or the database. The figures come from the shapes the
+importer keeps (app/ingest/shapes.py), never from the raw lines: the invoice grain (one row
+per invoice) for KPIs, series and countries, the product grain (product x day x country)
+for top products. Both are sorted by day, so a date range is a zero-copy slice found by
+binary search.
 
-The sales frame is sorted by InvoiceDate then import order, so a date range is a
-zero-copy slice found by binary search, and a transactions page is a slice (or a gather
-of `size` rows), whatever its depth.
+Money is summed exactly: prices have at most 3 decimals, so every amount is held as an
+integer number of thousandths (`*_milli`) and only the final figures are rounded, half away
+from zero, to 2 places.
 """
 
 from __future__ import annotations
@@ -23,9 +25,7 @@ from app.metrics.schemas import (
     Filters,
     Freq,
     Kpis,
-    Line,
     Order,
-    Page,
     Product,
     RankBy,
     Series,
@@ -44,16 +44,26 @@ TOP_PRODUCTS = 10
 # Postage, fees and vouchers: they count in revenue but are never listed as products.
 NOT_PRODUCTS = frozenset({"POST", "DOT", "M", "BANK CHARGES", "AMAZONFEE", "C2", "D", "S", "CRUK", "PADS", "B"})
 
-RAW_SCHEMA: dict[str, pl.DataType] = {
-    "id": pl.Int64(),
+# The shapes as the loader reads them (app/ingest/shapes.py names each column).
+INVOICE_SCHEMA: dict[str, pl.DataType] = {
     "invoice_no": pl.String(),
-    "stock_code": pl.String(),
-    "description": pl.String(),
-    "quantity": pl.Int64(),
     "invoice_date": pl.Datetime("us"),
-    "unit_price": pl.Float64(),
-    "customer_id": pl.Int64(),
+    "day": pl.Date(),
     "country": pl.String(),
+    "customer_id": pl.Int64(),
+    "cancelled": pl.Boolean(),
+    "lines": pl.Int64(),
+    "units": pl.Int64(),
+    "revenue_milli": pl.Int64(),
+}
+PRODUCT_SCHEMA: dict[str, pl.DataType] = {
+    "day": pl.Date(),
+    "country": pl.String(),
+    "product": pl.String(),
+    "description": pl.String(),
+    "lines": pl.Int64(),
+    "units": pl.Int64(),
+    "revenue_milli": pl.Int64(),
 }
 
 
@@ -84,16 +94,21 @@ def tag_version(tag: str) -> int:
 
 @dataclass(frozen=True)
 class Dataset:
-    """One dataset version, cleaned once (METRICS.md "Sales lines")."""
+    """One dataset version's shapes, prepared once (METRICS.md "Sales lines")."""
 
     tag: str  # names the dataset version (app.ingest.service.dataset_tag)
-    sales: pl.DataFrame  # the sales lines, sorted by invoice_date, then import order
-    cancellations: pl.DataFrame  # lines whose InvoiceNo starts with C, sorted by day
+    sales: pl.DataFrame  # the sales invoices (one row per invoice with sales lines), by invoice_date
+    cancellations: pl.DataFrame  # the cancellation invoices, by day
+    products: pl.DataFrame  # the product grain, by day; `product` is null for postage, fees, vouchers
     countries: dict[str, str]  # casefolded name -> stored name, over every stored row
 
     @property
     def version(self) -> int:
         return tag_version(self.tag)
+
+    @property
+    def sales_lines(self) -> int:
+        return int(self.sales.get_column("lines").sum() or 0)
 
     def country(self, name: str) -> str:
         """The stored name of a country given in any case; UnknownCountry if there is none."""
@@ -103,31 +118,16 @@ class Dataset:
         return stored
 
 
-def prepare(raw: pl.DataFrame, tag: str = "0") -> Dataset:
-    """Apply METRICS.md's cleaning rules to the stored rows (columns of RAW_SCHEMA)."""
-    raw = raw.cast(RAW_SCHEMA)  # type: ignore[arg-type]  # Polars' stubs want a narrower mapping type
-    names = sorted(raw.get_column("country").drop_nulls().unique().to_list())
+def prepare(invoices: pl.DataFrame, products: pl.DataFrame, tag: str = "0") -> Dataset:
+    """The frames the figures read, from the two shapes as stored (INVOICE_SCHEMA, PRODUCT_SCHEMA)."""
+    invoices = invoices.cast(INVOICE_SCHEMA)  # type: ignore[arg-type]  # Polars' stubs want a narrower mapping type
+    products = products.cast(PRODUCT_SCHEMA)  # type: ignore[arg-type]
+    names = sorted(invoices.get_column("country").unique().to_list())
     country = pl.Enum(names)
-    price_milli = (pl.col("unit_price") * 1000).round().cast(pl.Int64)
-    lines = raw.lazy().with_columns(
-        pl.col("country").cast(country),
-        pl.col("invoice_date").dt.date().alias("day"),
-        (pl.col("quantity") * price_milli).alias("revenue_milli"),
-        price_milli.alias("price_milli"),
-    )
-    first = pl.col("invoice_no").str.slice(0, 1)
-    code = pl.col("stock_code").str.to_uppercase()
+    rows = invoices.lazy().with_columns(pl.col("country").cast(country))
     sales = (
-        lines.filter(~first.is_in(["C", "A"]) & (pl.col("quantity") > 0) & (pl.col("unit_price") > 0))
+        rows.filter(~pl.col("cancelled") & (pl.col("lines") > 0))
         .with_columns(
-            pl.when(code.is_in(list(NOT_PRODUCTS)) | code.str.starts_with("GIFT_"))
-            .then(None)
-            .otherwise(code)
-            .alias("product"),
-            # what `q` searches, lower-cased once; \n keeps matches inside one field
-            pl.concat_str(["invoice_no", "stock_code", "description"], separator="\n", ignore_nulls=True)
-            .str.to_lowercase()
-            .alias("search"),
             # integer ids make the distinct-order counts 4x faster than on the text
             pl.col("invoice_no").cast(pl.Categorical).to_physical().alias("order_id"),
             # the period of each series frequency, computed once (weeks start on Monday)
@@ -135,20 +135,32 @@ def prepare(raw: pl.DataFrame, tag: str = "0") -> Dataset:
             pl.col("day").dt.month_start().alias("month"),
             pl.date(pl.col("day").dt.year(), 1, 1).alias("year"),
         )
-        .drop("unit_price")
+        .drop("cancelled")
+        .sort("invoice_date", maintain_order=True)
     )
-    if not _in_order(raw):
-        sales = sales.sort(["invoice_date", "id"])
     cancellations = (
-        lines.filter(first == "C")
+        rows.filter(pl.col("cancelled"))
         .select("invoice_no", "day", "country", (-pl.col("revenue_milli")).alias("revenue_milli"))
         .sort("day")
     )
-    sales_frame, cancel_frame = pl.collect_all([sales, cancellations])
+    code = pl.col("product")
+    product_rows = (
+        products.lazy()
+        .with_columns(
+            pl.col("country").cast(country),
+            pl.when(code.is_in(list(NOT_PRODUCTS)) | code.str.starts_with("GIFT_"))
+            .then(None)
+            .otherwise(code)
+            .alias("product"),
+        )
+        .sort("day")
+    )
+    sales_frame, cancel_frame, product_frame = pl.collect_all([sales, cancellations, product_rows])
     return Dataset(
         tag=tag,
         sales=sales_frame.rechunk(),
         cancellations=cancel_frame.rechunk(),
+        products=product_frame.rechunk(),
         countries={name.casefold(): name for name in names},
     )
 
@@ -156,12 +168,7 @@ def prepare(raw: pl.DataFrame, tag: str = "0") -> Dataset:
 # -- filters -----------------------------------------------------------------------------
 
 
-def _in_order(raw: pl.DataFrame) -> bool:
-    """Rows read in import order are usually in date order too; then no sort (and no copy) is needed."""
-    return bool(raw.get_column("id").is_sorted() and raw.get_column("invoice_date").is_sorted())
-
-
-def _days(frame: pl.DataFrame, start: date | None, end: date | None) -> pl.DataFrame:
+def day_slice(frame: pl.DataFrame, start: date | None, end: date | None) -> pl.DataFrame:
     """The rows of a frame sorted by `day` inside [start, end]: a zero-copy slice."""
     if start is None and end is None:
         return frame
@@ -171,7 +178,7 @@ def _days(frame: pl.DataFrame, start: date | None, end: date | None) -> pl.DataF
     return frame.slice(lo, max(hi - lo, 0))
 
 
-def _check_dates(filters: Filters) -> None:
+def check_dates(filters: Filters) -> None:
     if filters.start is not None and filters.end is not None and filters.start > filters.end:
         raise InvalidParameter(
             "start", f"start ({filters.start.isoformat()}) is after end ({filters.end.isoformat()}): swap them"
@@ -180,9 +187,9 @@ def _check_dates(filters: Filters) -> None:
 
 def _scope(ds: Dataset, filters: Filters) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The sales and cancellation lines inside the filters."""
-    _check_dates(filters)
-    sales = _days(ds.sales, filters.start, filters.end)
-    cancellations = _days(ds.cancellations, filters.start, filters.end)
+    check_dates(filters)
+    sales = day_slice(ds.sales, filters.start, filters.end)
+    cancellations = day_slice(ds.cancellations, filters.start, filters.end)
     if filters.country is not None:
         name = ds.country(filters.country)
         sales = sales.filter(pl.col("country") == name)
@@ -190,7 +197,7 @@ def _scope(ds: Dataset, filters: Filters) -> tuple[pl.DataFrame, pl.DataFrame]:
     return sales, cancellations
 
 
-def _in_range(name: str, value: int, bounds: tuple[int, int]) -> None:
+def in_range(name: str, value: int, bounds: tuple[int, int]) -> None:
     low, high = bounds
     if not low <= value <= high:
         raise InvalidParameter(name, f"{name} must be between {low} and {high}, not {value}")
@@ -218,10 +225,10 @@ def money(milli: int) -> float:
 
 # -- KPIs ------------------------------------------------------------------------------
 
-# The aggregates behind KPIs, series and country rows; used per frame and per group.
+# The aggregates behind KPIs, series and country rows, over invoice rows; per frame and per group.
 _TOTALS = (
     pl.col("revenue_milli").sum().alias("revenue"),
-    pl.col("quantity").sum().alias("units"),
+    pl.col("units").sum().alias("units"),
     pl.col("order_id").n_unique().alias("orders"),
     pl.col("customer_id").drop_nulls().n_unique().alias("customers"),
 )
@@ -232,7 +239,7 @@ _CANCELLED = (
 )
 _SERIES = (
     pl.col("revenue_milli").sum().alias("revenue"),
-    pl.col("quantity").sum().alias("units"),
+    pl.col("units").sum().alias("units"),
     pl.col("order_id").n_unique().alias("orders"),
 )
 
@@ -317,7 +324,7 @@ def _by_country(sales: pl.DataFrame, by: str = "revenue", order: str = "desc", s
 def top_countries(ds: Dataset, filters: Filters, by: str, limit: int, order: str, currency: str) -> TopCountries:
     _one_of("by", by, RANK_BY)
     _one_of("order", order, ORDERS)
-    _in_range("limit", limit, LIMIT_RANGE)
+    in_range("limit", limit, LIMIT_RANGE)
     sales, _ = _scope(ds, filters)
     ranked = _by_country(sales, by, order)
     total = int(ranked.get_column("revenue").sum() or 0)
@@ -336,11 +343,12 @@ def top_countries(ds: Dataset, filters: Filters, by: str, limit: int, order: str
     return TopCountries(currency=currency, by=by, order=order, limit=limit, items=items)  # type: ignore[arg-type]  # by and order were checked against RANK_BY and ORDERS above
 
 
-def _top_products(sales: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
-    """The top products by revenue (ties by code) within each group of `keys`, with their description."""
-    products = sales.filter(pl.col("product").is_not_null())
+def _top_products(rows: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
+    """The top products by revenue (ties by code) within each group of `keys`, with their
+    description, from product grain rows."""
+    products = rows.filter(pl.col("product").is_not_null())
     ranked = products.group_by(*keys, "product").agg(
-        pl.col("revenue_milli").sum().alias("revenue"), pl.col("quantity").sum().alias("units")
+        pl.col("revenue_milli").sum().alias("revenue"), pl.col("units").sum().alias("units")
     )
     ranked = ranked.sort([*keys, "revenue", "product"], descending=[*(False for _ in keys), True, False])
     top = ranked.group_by(keys, maintain_order=True).head(TOP_PRODUCTS) if keys else ranked.head(TOP_PRODUCTS)
@@ -349,19 +357,26 @@ def _top_products(sales: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
         products.filter(pl.col("description").is_not_null())
         .join(top.select(*keys, "product"), on=[*keys, "product"], how="semi")
         .group_by(*keys, "product", "description")
-        .len()
-        .sort([*keys, "product", "len", "description"], descending=[*(False for _ in keys), False, True, False])
+        .agg(pl.col("lines").sum())
+        .sort([*keys, "product", "lines", "description"], descending=[*(False for _ in keys), False, True, False])
         .group_by(*keys, "product", maintain_order=True)
         .first()
-        .drop("len")
+        .drop("lines")
     )
     return top.join(descriptions, on=[*keys, "product"], how="left", maintain_order="left")
 
 
 def top_products(ds: Dataset, filters: Filters) -> list[Product]:
     """The ten best-selling products in the filters (postage, fees and vouchers excluded)."""
-    sales, _ = _scope(ds, filters)
-    return [_product(row) for row in _top_products(sales, []).iter_rows(named=True)]
+    return [_product(row) for row in _top_products(_product_scope(ds, filters), []).iter_rows(named=True)]
+
+
+def _product_scope(ds: Dataset, filters: Filters) -> pl.DataFrame:
+    check_dates(filters)
+    rows = day_slice(ds.products, filters.start, filters.end)
+    if filters.country is not None:
+        rows = rows.filter(pl.col("country") == ds.country(filters.country))
+    return rows
 
 
 def _product(row: dict) -> Product:
@@ -388,11 +403,14 @@ def country_details(
 
 
 def _details(ds: Dataset, filters: Filters, names: list[str], currency: str) -> list[CountryDetail]:
-    sales, cancellations = _scope(ds, Filters(start=filters.start, end=filters.end))
+    dates = Filters(start=filters.start, end=filters.end)
+    sales, cancellations = _scope(ds, dates)
+    products = _product_scope(ds, dates)
     ranked = _by_country(sales, span=True)  # rank among all countries, by revenue
     if len(names) < len(ds.countries):
         sales = sales.filter(pl.col("country").is_in(names))
         cancellations = cancellations.filter(pl.col("country").is_in(names))
+        products = products.filter(pl.col("country").is_in(names))
 
     def by_country(frame: pl.DataFrame) -> dict[str, list[dict]]:
         groups: dict[str, list[dict]] = {}
@@ -403,7 +421,7 @@ def _details(ds: Dataset, filters: Filters, names: list[str], currency: str) -> 
     totals = {row["country"]: (rank, row) for rank, row in enumerate(ranked.iter_rows(named=True), start=1)}
     cancelled = by_country(cancellations.group_by("country").agg(*_CANCELLED))
     months = by_country(sales.group_by("country", "month").agg(*_SERIES).sort("country", "month"))
-    products = by_country(_top_products(sales, ["country"]))
+    top = by_country(_top_products(products, ["country"]))
     details = []
     for name in names:
         rank, row = totals.get(name, (None, None))
@@ -414,69 +432,7 @@ def _details(ds: Dataset, filters: Filters, names: list[str], currency: str) -> 
                 rank=rank,
                 kpis=_make_kpis(row, cancelled[name][0] if name in cancelled else None, currency),
                 series=_points(series_rows, "month"),
-                top_products=[_product(p) for p in products.get(name, [])],
+                top_products=[_product(p) for p in top.get(name, [])],
             )
         )
     return details
-
-
-# -- transactions page -----------------------------------------------------------------
-
-_LINE_COLUMNS = [
-    "invoice_no",
-    "stock_code",
-    "description",
-    "quantity",
-    "invoice_date",
-    "price_milli",
-    "customer_id",
-    "country",
-    "revenue_milli",
-]
-
-
-def page(ds: Dataset, filters: Filters, q: str | None, page: int, size: int) -> Page:
-    _in_range("page", page, (1, MAX_PAGE))
-    _in_range("size", size, SIZE_RANGE)
-    _check_dates(filters)
-    sales = _days(ds.sales, filters.start, filters.end)
-    conditions = []
-    if filters.country is not None:
-        conditions.append(pl.col("country") == ds.country(filters.country))
-    needle = (q or "").strip().lower()
-    if needle:
-        conditions.append(pl.col("search").str.contains(needle, literal=True))
-    offset = (page - 1) * size
-    if conditions:
-        # Row numbers of the matches, then only this page's rows are gathered.
-        matches = sales.select(pl.arg_where(pl.all_horizontal(conditions))).to_series()
-        total = matches.len()
-        rows = sales.select(_LINE_COLUMNS)[matches.slice(offset, size)] if offset < total else None
-    else:
-        total = sales.height
-        rows = sales.select(_LINE_COLUMNS).slice(offset, size) if offset < total else None
-    items = [
-        Line(
-            invoice_no=invoice_no,
-            stock_code=stock_code,
-            description=description,
-            quantity=quantity,
-            invoice_date=invoice_date,
-            unit_price=price_milli / 1000,
-            customer_id=customer_id,
-            country=country,
-            line_revenue=money(revenue_milli),
-        )
-        for (
-            invoice_no,
-            stock_code,
-            description,
-            quantity,
-            invoice_date,
-            price_milli,
-            customer_id,
-            country,
-            revenue_milli,
-        ) in (rows.iter_rows() if rows is not None else ())
-    ]
-    return Page(items=items, page=page, size=size, total=total, pages=-(-total // size))

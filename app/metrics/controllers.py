@@ -96,7 +96,7 @@ async def context(view: View[Any, Any], params: Params, body: bytes) -> dict[str
     }
     values.update(
         filters=params.filters,
-        query=params.query(exclude=("page", *view.path_params)),
+        query=params.query(exclude=("page", "after", *view.path_params)),
         currency=get_settings().currency,
     )
     values[view.context_name] = msgspec.json.decode(body, type=view.result)

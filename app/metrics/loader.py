@@ -1,4 +1,8 @@
-"""Read the stored transactions into one Polars frame: ADBC on PostgreSQL, sqlite3 on SQLite."""
+"""Read the data shapes (app/ingest/shapes.py) into Polars frames: ADBC on PostgreSQL, sqlite3 on SQLite.
+
+Never the raw lines: what a process holds grows with invoices and with products x days x
+countries, not with lines (bench/README.md has the figures).
+"""
 
 from __future__ import annotations
 
@@ -10,18 +14,18 @@ import polars as pl
 
 from app.ingest.service import dataset_tag
 from app.lib.settings import Settings
-from app.metrics.analytics import RAW_SCHEMA, Dataset, prepare
+from app.metrics.analytics import INVOICE_SCHEMA, PRODUCT_SCHEMA, Dataset, prepare
 
-# NUMERIC arrives from ADBC as a decimal string type; float8 is what Polars reads fastest.
-QUERY = (
-    "SELECT id, invoice_no, stock_code, description, quantity, invoice_date,"
-    " CAST(unit_price AS DOUBLE PRECISION) AS unit_price, customer_id, country FROM transactions"
+INVOICES = (
+    "SELECT invoice_no, invoice_date, day, country, customer_id, cancelled, lines, units, revenue_milli"
+    " FROM sales_invoices"
 )
+PRODUCTS = "SELECT day, country, product, description, lines, units, revenue_milli FROM product_days"
 CONNECT_TIMEOUT_SECONDS = 5
 
 
 class DatasetChanged(Exception):
-    """An import committed while the frame was read three times in a row."""
+    """An import committed while the shapes were read three times in a row."""
 
 
 def adbc_uri(database_url: str) -> str:
@@ -33,34 +37,48 @@ def adbc_uri(database_url: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
-def read_transactions(settings: Settings) -> pl.DataFrame:
-    """Every stored row (blocking: run it in a thread)."""
+def read_shapes(settings: Settings) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Both shapes as stored, read in one snapshot (blocking: run it in a thread)."""
     if settings.is_postgres:
-        return pl.read_database_uri(QUERY, adbc_uri(settings.database_url), engine="adbc")
+        from adbc_driver_postgresql import dbapi  # type: ignore[import-untyped]
+
+        with dbapi.connect(adbc_uri(settings.database_url)) as connection, connection.cursor() as cursor:
+            # one REPEATABLE READ transaction: both tables of the same commit
+            cursor.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            invoices = pl.read_database(INVOICES, cursor)
+            products = pl.read_database(PRODUCTS, cursor)
+            cursor.execute("COMMIT")
+        return invoices, products
     path = settings.sqlite_path
     if not path.exists():
-        return pl.DataFrame(schema=RAW_SCHEMA)
+        return pl.DataFrame(schema=INVOICE_SCHEMA), pl.DataFrame(schema=PRODUCT_SCHEMA)
     connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
     try:
-        rows = connection.execute(QUERY).fetchall()
+        connection.execute("BEGIN")  # one snapshot for both reads (WAL)
+        invoice_rows = connection.execute(INVOICES).fetchall()
+        product_rows = connection.execute(PRODUCTS).fetchall()
     finally:
         connection.close()
-    schema: dict[str, pl.DataType] = {**RAW_SCHEMA, "invoice_date": pl.String()}
-    frame = pl.DataFrame(rows, schema=schema, orient="row")
-    # Piccolo stores timestamps in SQLite as text, "2010-12-01 08:26:00"
-    return frame.with_columns(
-        pl.col("invoice_date").str.slice(0, 19).str.replace("T", " ").str.to_datetime("%Y-%m-%d %H:%M:%S")
+    # SQLite stores days and timestamps as text ("2010-12-01", "2010-12-01 08:26:00")
+    text = {"day": pl.String(), "invoice_date": pl.String()}
+    invoice_frame = pl.DataFrame(invoice_rows, schema={**INVOICE_SCHEMA, **text}, orient="row")
+    product_frame = pl.DataFrame(product_rows, schema={**PRODUCT_SCHEMA, "day": pl.String()}, orient="row")
+    return (
+        invoice_frame.with_columns(
+            pl.col("day").str.to_date("%Y-%m-%d"),
+            pl.col("invoice_date").str.slice(0, 19).str.to_datetime("%Y-%m-%d %H:%M:%S"),
+        ),
+        product_frame.with_columns(pl.col("day").str.to_date("%Y-%m-%d")),
     )
 
 
 async def load_dataset(settings: Settings) -> Dataset:
-    """The current dataset version, cleaned; read again if an import commits meanwhile."""
+    """The current dataset version's shapes, prepared; read again if an import commits meanwhile."""
     for _ in range(3):
         before = await dataset_tag()
-        raw = await asyncio.to_thread(read_transactions, settings)
+        invoices, products = await asyncio.to_thread(read_shapes, settings)
         # Every import is one transaction that changes the tag: the same tag on both
         # sides means the rows read are exactly that version's.
         if await dataset_tag() == before:
-            return await asyncio.to_thread(prepare, raw, before)
-        del raw
+            return await asyncio.to_thread(prepare, invoices, products, before)
     raise DatasetChanged("the data changed during three reads in a row; try again when the imports finish")

@@ -122,3 +122,4 @@ class Page(msgspec.Struct):
     size: int
     total: int
     pages: int
+    next_after: int | None = None  # the `after` of the next page's link (None on the last page)

@@ -189,7 +189,7 @@ class MetricsService:
         logger.info(
             "dataset version %d loaded: %d sales lines in %.2f s",
             dataset.version,
-            dataset.sales.height,
+            dataset.sales_lines,
             time.perf_counter() - started,
         )
         self._dataset = dataset
@@ -211,8 +211,12 @@ class MetricsService:
             self._remember(key, body)
             return body
         dataset = await self.dataset(tag)
-        currency = self.settings.currency
-        body = await asyncio.to_thread(lambda: msgspec.json.encode(view.compute(dataset, params, currency)))
+        if view.fetch is not None:
+            body = msgspec.json.encode(await view.fetch(dataset, params))
+        else:
+            compute, currency = view.compute, self.settings.currency
+            assert compute is not None  # a view has one of the two (View.__post_init__)
+            body = await asyncio.to_thread(lambda: msgspec.json.encode(compute(dataset, params, currency)))
         self.computed += 1
         # stored under the tag of the frame it came from, which may be newer than `tag`
         key = cache_key(dataset.tag, view.name, params)
@@ -234,6 +238,11 @@ class MetricsService:
         dataset = await self.dataset(tag)
         loaded = time.perf_counter()
         entries = await asyncio.to_thread(self._default_views, dataset)
+        for view in VIEWS:
+            entries += [
+                (cache_key(dataset.tag, view.name, params), msgspec.json.encode(result))
+                for params, result in await view.prefetch(dataset)
+            ]
         computed = time.perf_counter()
         cached = True
         for key, body in entries:
@@ -242,7 +251,7 @@ class MetricsService:
             version=dataset.version,
             tag=dataset.tag,
             views=len(entries),
-            sales_lines=dataset.sales.height,
+            sales_lines=dataset.sales_lines,
             load_seconds=round(loaded - started, 3) if self.loads > loads else 0.0,
             compute_seconds=round(computed - loaded, 3),
             store_seconds=round(time.perf_counter() - computed, 3),

@@ -11,7 +11,7 @@ Nothing here knows HTTP, Redis or the database.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from functools import lru_cache
@@ -20,7 +20,7 @@ from typing import Annotated, Any, ClassVar, Generic, TypeVar
 import msgspec
 from msgspec import Meta
 
-from app.metrics import analytics
+from app.metrics import analytics, lines
 from app.metrics.analytics import FREQS, LIMIT_RANGE, MAX_PAGE, RANK_BY, SIZE_RANGE, Dataset, InvalidParameter
 from app.metrics.schemas import (
     CountryDetail,
@@ -205,6 +205,10 @@ class PageParams(Scope, frozen=True, kw_only=True):
     q: Annotated[str | None, Meta(description="Search in invoice, stock code and description")] = None
     page: Annotated[int, Meta(ge=1, le=MAX_PAGE, description="Page number")] = 1
     size: Annotated[int, Meta(ge=SIZE_RANGE[0], le=SIZE_RANGE[1], description="Lines per page")] = 50
+    after: Annotated[
+        int | None,
+        Meta(ge=1, description="Start after this line: the previous page's `next_after` (any depth is fast)"),
+    ] = None
 
 
 # -- the declaration -----------------------------------------------------------------------
@@ -227,13 +231,15 @@ class View(Generic[P, R]):
     summary: str
     params: type[P]
     result: type[R]
-    compute: Callable[[Dataset, P, str], R]  # (data, parameters, currency) -> the answer
+    # (shapes, parameters, currency) -> the answer; or `fetch`, for a view that reads the database
+    compute: Callable[[Dataset, P, str], R] | None
     template: str  # metrics/<template>.html, including partials/<template>.html
     context_name: str  # what the templates call the answer
     # what a refresh precomputes: parameter sets, and optionally one call that computes them all
     defaults: Callable[[Dataset], Iterable[P]] = lambda _: ()
     compute_many: Callable[[Dataset, list[P], str], list[R]] | None = None
     tables: tuple[Table, ...] = ()
+    fetch: Callable[[Dataset, P], Awaitable[R]] | None = None
     lists_countries: bool = False  # the page's filter form offers the country list
     errors: tuple[int, ...] = (400, 401, 404, 503)
     path_params: tuple[str, ...] = field(init=False)
@@ -241,12 +247,23 @@ class View(Generic[P, R]):
     def __post_init__(self) -> None:
         names = tuple(part[1:-1].split(":")[0] for part in self.path.split("/") if part.startswith("{"))
         object.__setattr__(self, "path_params", names)
+        if (self.compute is None) == (self.fetch is None):
+            raise ValueError(f"view {self.name!r}: give either compute or fetch")
 
     def precompute(self, dataset: Dataset, currency: str) -> list[tuple[P, R]]:
+        """The refresh's answers of a view that computes from the shapes (in a thread)."""
+        if self.compute is None:
+            return []
         sets = list(self.defaults(dataset))
         if self.compute_many is not None:
             return list(zip(sets, self.compute_many(dataset, sets, currency), strict=True))
         return [(params, self.compute(dataset, params, currency)) for params in sets]
+
+    async def prefetch(self, dataset: Dataset) -> list[tuple[P, R]]:
+        """The refresh's answers of a view that reads the database."""
+        if self.fetch is None:
+            return []
+        return [(params, await self.fetch(dataset, params)) for params in self.defaults(dataset)]
 
 
 LINE_COLUMNS = (
@@ -328,7 +345,8 @@ PAGE: View[PageParams, Page] = View(
     summary="The sales lines in the filters, a page at a time",
     params=PageParams,
     result=Page,
-    compute=lambda ds, p, _: analytics.page(ds, p.filters, p.q, p.page, p.size),
+    compute=None,
+    fetch=lambda ds, p: lines.page(ds, p.filters, p.q, p.page, p.size, p.after),
     template="page",
     context_name="page",
     defaults=lambda _: [PageParams()],

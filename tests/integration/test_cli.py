@@ -52,7 +52,7 @@ def test_invalid_lines_are_reported_and_nothing_is_written(tmp_path: Path) -> No
         "fix them or import the valid lines with --skip-invalid",
         "  line 3: quantity = 'six': not a whole number",
     ]
-    assert asyncio.run(snapshot()) == ([], [])
+    assert asyncio.run(snapshot()) == ([], [], ([], []))
 
     done = invoke_cli("data", "import", "--skip-invalid", str(tmp_path / "bad.csv"))
     assert done.returncode == 0, done.stderr
