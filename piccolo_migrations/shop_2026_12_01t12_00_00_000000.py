@@ -24,6 +24,7 @@ TABLES = [
         country VARCHAR(64) NOT NULL,
         customer_id INTEGER,
         cancelled BOOLEAN NOT NULL,
+        all_lines INTEGER NOT NULL,
         lines INTEGER NOT NULL,
         units BIGINT NOT NULL,
         revenue_milli BIGINT NOT NULL
@@ -55,8 +56,8 @@ def fill(postgres: bool) -> list[str]:
     product = 'upper(stock_code COLLATE "C")' if postgres else "upper(stock_code)"
     return [
         f"""INSERT INTO sales_invoices
-            (invoice_no, invoice_date, day, country, customer_id, cancelled, lines, units, revenue_milli)
-            SELECT invoice_no, invoice_date, {day}, country, customer_id, {CANCELLED},
+            (invoice_no, invoice_date, day, country, customer_id, cancelled, all_lines, lines, units, revenue_milli)
+            SELECT invoice_no, invoice_date, {day}, country, customer_id, {CANCELLED}, COUNT(*),
                    COUNT(CASE WHEN {COUNTED} THEN 1 END),
                    COALESCE(SUM(CASE WHEN {COUNTED} THEN quantity END), 0),
                    COALESCE(SUM(CASE WHEN {COUNTED} THEN quantity * {price} END), 0)

@@ -145,7 +145,7 @@ async def stored_shapes() -> tuple[list[tuple], list[tuple]]:
     from app.ingest.tables import Transaction
 
     invoices = await Transaction.raw(
-        "SELECT invoice_no, invoice_date, country, customer_id, cancelled, lines, units, revenue_milli, day"
+        "SELECT invoice_no, invoice_date, country, customer_id, cancelled, all_lines, lines, units, revenue_milli, day"
         " FROM sales_invoices"
     ).run()
     products = await Transaction.raw(
@@ -159,6 +159,7 @@ async def stored_shapes() -> tuple[list[tuple], list[tuple]]:
                 r["country"],
                 r["customer_id"],
                 bool(r["cancelled"]),
+                int(r["all_lines"]),
                 int(r["lines"]),
                 int(r["units"]),
                 int(r["revenue_milli"]),
@@ -207,11 +208,12 @@ async def expected_shapes() -> tuple[list[tuple], list[tuple]]:
         price_milli = round(line["unit_price"] * 1000)
         cancelled = number.startswith("C")
         sale = number[:1] not in ("C", "A") and quantity > 0 and line["unit_price"] > 0
-        totals = invoices.setdefault((number, at, line["country"], line["customer_id"], cancelled), [0, 0, 0])
+        totals = invoices.setdefault((number, at, line["country"], line["customer_id"], cancelled), [0, 0, 0, 0])
+        totals[0] += 1
         if cancelled or sale:
-            totals[0] += 1
-            totals[1] += quantity
-            totals[2] += quantity * price_milli
+            totals[1] += 1
+            totals[2] += quantity
+            totals[3] += quantity * price_milli
         if sale:
             key = (at.date(), line["country"], line["stock_code"].upper(), line["description"])
             product = products.setdefault(key, [0, 0, 0])

@@ -92,6 +92,10 @@ MAX_FIELDS = 10_000  # in one line; an export line has 8
 MAX_RECORD_BYTES = 1 << 20  # no sane CSV record is this long: an unclosed quote is
 
 _INT32_MAX = 2**31 - 1
+# The largest line revenue (quantity x unit price) accepted: figures are summed as integer
+# thousandths in 64 bits, and 50 million such lines still add up exactly (the real file's
+# largest line is 168,469.60).
+MAX_LINE_REVENUE = 100_000_000
 _CP1252_UNDEFINED = bytes([0x81, 0x8D, 0x8F, 0x90, 0x9D])
 # Fields past the eighth: any non-empty one makes "too many fields" (empty ones, like a
 # trailing comma, are tolerated).
@@ -523,6 +527,11 @@ def _validate(chunk: pl.DataFrame, layout: str) -> Batch:
         ),
         (s["unit_price"].str.contains(r"\.[0-9]{4,}$"), "unit_price", "more than 3 decimal places"),
         (unit_price.is_null(), "unit_price", "out of range (at most 9 digits before the point)"),
+        (
+            (quantity.cast(pl.Float64) * unit_price.cast(pl.Float64)).abs() > MAX_LINE_REVENUE,
+            "unit_price",
+            f"quantity x unit price is over {MAX_LINE_REVENUE:,} (either sign): not a real line",
+        ),
         (
             s["customer_id"].is_not_null() & (customer.is_null() | (customer < 0) | (customer > _INT32_MAX)),
             "customer_id",

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import os
 import queue
+import sqlite3
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -629,7 +630,9 @@ async def dataset_status(limit: int = 50) -> DatasetStatus:
     """The current dataset version, the number of stored rows and the latest imports."""
     imports = await Import.select().order_by(Import.id, ascending=False).limit(limit).run()
     version = await current_version()
-    return DatasetStatus(version=version, transactions=await Transaction.count().run(), imports=imports)
+    # from the invoice grain: a count of the lines would scan them (and wait for a first import's lock)
+    rows = await Transaction.raw("SELECT COALESCE(SUM(all_lines), 0) AS n FROM sales_invoices").run()
+    return DatasetStatus(version=version, transactions=int(rows[0]["n"]), imports=imports)
 
 
 DATASET_CHANNEL = "shop_dataset"  # PostgreSQL NOTIFY channel of committed imports
@@ -652,11 +655,51 @@ async def dataset_tag() -> str:
             .first()
             .run()
         )
-    if not latest:
-        return "0"
-    started = latest["started_at"]
+    return _tag(latest["dataset_version"], latest["started_at"]) if latest else "0"
+
+
+def _tag(version: int, started: object) -> str:
+    if isinstance(started, str):  # SQLite's text, "2026-12-01 11:55:40.536292+00:00"
+        started = datetime.fromisoformat(started)
     stamp = int(started.timestamp() * 1_000_000) if isinstance(started, datetime) else started
-    return f"{latest['dataset_version']}.{stamp}"
+    return f"{version}.{stamp}"
+
+
+class SqliteTag:
+    """The embedded database's dataset tag without a connection (and a thread) per request.
+
+    One read-only sqlite3 connection, kept: `PRAGMA data_version` changes when another
+    connection has committed, and only then is the tag read again. Both are microseconds
+    and run on the caller's thread. None when the file or the table is not there yet (the
+    caller reads the tag the ordinary way).
+    """
+
+    _LATEST = "SELECT dataset_version, started_at FROM imports ORDER BY dataset_version DESC LIMIT 1"
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._connection: sqlite3.Connection | None = None
+        self._seen: int | None = None
+        self._tag: str | None = None
+
+    def read(self) -> str | None:
+        try:
+            if self._connection is None:
+                self._connection = sqlite3.connect(f"file:{self._path}?mode=ro", uri=True, check_same_thread=False)
+            (changes,) = self._connection.execute("PRAGMA data_version").fetchone()
+            if changes != self._seen or self._tag is None:
+                # read after data_version: a commit in between is seen by the next call
+                row = self._connection.execute(self._LATEST).fetchone()
+                self._tag, self._seen = (_tag(*row) if row else "0"), changes
+            return self._tag
+        except sqlite3.Error:
+            self.close()
+            return None
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+        self._connection, self._tag = None, None
 
 
 async def current_version() -> int:

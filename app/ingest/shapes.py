@@ -5,7 +5,8 @@ Two tables, each a pure aggregate of the `transactions` table:
 - `sales_invoices`, the invoice grain: one row per invoice, timestamp, country and customer
   (in real exports an invoice has one of each, give or take a minute). A cancellation's
   (C...) row sums all its lines; another invoice's row sums its sales lines only (METRICS.md
-  "Sales lines"), and has `lines` 0 if it has none (so every stored country has a row).
+  "Sales lines"), and has `lines` 0 if it has none (so every stored country has a row);
+  `all_lines` counts every stored line (the Data page's count, without a scan of the lines).
   KPIs, series, countries and the transactions page's positions read it.
 - `product_days`, the product grain: one row per day, country, product key (the stock code
   upper-cased) and description, over the sales lines. Top products read it.
@@ -61,8 +62,8 @@ def statements(postgres: bool) -> list[str]:
         f"DELETE FROM sales_invoices WHERE day >= {lo} AND day < {hi}",
         f"DELETE FROM product_days WHERE day >= {lo} AND day < {hi}",
         f"""INSERT INTO sales_invoices
-            (invoice_no, invoice_date, day, country, customer_id, cancelled, lines, units, revenue_milli)
-            SELECT invoice_no, invoice_date, {day}, country, customer_id, {CANCELLED},
+            (invoice_no, invoice_date, day, country, customer_id, cancelled, all_lines, lines, units, revenue_milli)
+            SELECT invoice_no, invoice_date, {day}, country, customer_id, {CANCELLED}, COUNT(*),
                    COUNT(CASE WHEN {COUNTED} THEN 1 END),
                    COALESCE(SUM(CASE WHEN {COUNTED} THEN quantity END), 0),
                    COALESCE(SUM(CASE WHEN {COUNTED} THEN quantity * {price} END), 0)

@@ -1,10 +1,10 @@
 """Metrics as JSON bytes: from the cache when the current dataset's answer is there, else computed.
 
-One `MetricsService` per process holds the frame of the current dataset version (reloaded
-only when an import changes it) and the result cache. Every answer is keyed by the dataset
-tag plus the normalised parameters, and the tag is read from the database for every
-request (concurrent requests share one read that starts after they arrived), so after an
-import no request gets figures of the old data.
+One `MetricsService` per process holds the shapes of the current dataset version (read
+again only when an import changes it; they grow with invoices, not lines) and the result
+cache. Every answer is keyed by the dataset tag plus the normalised parameters, and the tag
+is checked for every request (PostgreSQL: NOTIFY; SQLite: PRAGMA data_version; else a read
+that concurrent requests share), so after an import no request gets figures of the old data.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import msgspec
 from litestar.stores.redis import RedisStore
 
-from app.ingest.service import dataset_tag
+from app.ingest.service import SqliteTag, dataset_tag
 from app.lib.cache import Cache, close_cache, get_cache
 from app.lib.lru import LRU
 from app.lib.settings import Settings, get_settings
@@ -96,6 +96,8 @@ class MetricsService:
         self.cache = cache
         self._load = load
         self._tag = Batched(tag)
+        # embedded: the tag from one kept connection (PostgreSQL processes follow NOTIFY instead)
+        self._sqlite = SqliteTag(settings.sqlite_path) if tag is dataset_tag and not settings.is_postgres else None
         self._dataset: Dataset | None = None
         self._reading: asyncio.Future[Dataset] | None = None
         self._known_tag: str | None = None
@@ -113,10 +115,13 @@ class MetricsService:
     # -- the frame ---------------------------------------------------------------------
 
     async def tag(self) -> str:
-        """The current dataset tag: read from the database, or, while this process listens to
-        PostgreSQL's import notifications, the last one read (re-read after each import)."""
+        """The current dataset tag: while this process listens to PostgreSQL's import
+        notifications, the last one read (re-read after each import); embedded, through the
+        kept SQLite connection (re-read when another connection committed); else read."""
         if self._listening and self._known_tag is not None:
             return self._known_tag
+        if self._sqlite is not None and (known := self._sqlite.read()) is not None:
+            return known
         self.tag_reads += 1
         tag = await self._tag()
         if self._listening:
@@ -278,6 +283,8 @@ class MetricsService:
 
     async def close(self) -> None:
         await self.stop_listening()
+        if self._sqlite is not None:
+            self._sqlite.close()
         await self.cache.close()
 
     async def stop_listening(self) -> None:

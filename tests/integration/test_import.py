@@ -197,8 +197,10 @@ async def test_edge_values_are_stored_exactly(tmp_path: Path) -> None:
     """Extremes of every type survive the loader of the engine under test (binary COPY on PostgreSQL)."""
     lines = [
         KAGGLE_HEADER,
-        "536365,A,min price,-2147483648,1/1/1970 0:00,-999999999.999,0,Unspecified",
-        "536366,B,,2147483647,12/31/1999 23:59,999999999.999,2147483647,EIRE",
+        "536365,A,min price,-2147483648,1/1/1970 0:00,-0.04,0,Unspecified",
+        "536366,B,,2147483647,12/31/1999 23:59,0.04,2147483647,EIRE",
+        "536366,B,,0,12/31/1999 23:59,999999999.999,2147483647,EIRE",
+        "536366,B,,0,12/31/1999 23:59,-999999999.999,2147483647,EIRE",
         'C536367,C,"",0,2/29/2000 0:01,0.001,,RSA',
         "A536368,D,  spaces  ,1,6/15/2038 12:00,-0.001,,European Community",
         "536369,E,ünïcödé ✓ 日本,5,12/9/2011 12:50,0,12346,Channel Islands",
@@ -219,8 +221,10 @@ async def test_edge_values_are_stored_exactly(tmp_path: Path) -> None:
         for row in stored
     ]
     assert got == [
-        ("536365", "min price", -2147483648, datetime(1970, 1, 1), Decimal("-999999999.999"), 0, "Unspecified"),
-        ("536366", None, 2147483647, datetime(1999, 12, 31, 23, 59), Decimal("999999999.999"), 2147483647, "EIRE"),
+        ("536365", "min price", -2147483648, datetime(1970, 1, 1), Decimal("-0.040"), 0, "Unspecified"),
+        ("536366", None, 2147483647, datetime(1999, 12, 31, 23, 59), Decimal("0.040"), 2147483647, "EIRE"),
+        ("536366", None, 0, datetime(1999, 12, 31, 23, 59), Decimal("999999999.999"), 2147483647, "EIRE"),
+        ("536366", None, 0, datetime(1999, 12, 31, 23, 59), Decimal("-999999999.999"), 2147483647, "EIRE"),
         ("C536367", None, 0, datetime(2000, 2, 29, 0, 1), Decimal("0.001"), None, "RSA"),
         ("A536368", "  spaces  ", 1, datetime(2038, 6, 15, 12), Decimal("-0.001"), None, "European Community"),
         ("536369", "ünïcödé ✓ 日本", 5, datetime(2011, 12, 9, 12, 50), Decimal("0.000"), 12346, "Channel Islands"),

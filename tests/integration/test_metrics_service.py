@@ -279,3 +279,21 @@ async def test_postgres_import_notifications_spare_the_tag_reads(tmp_path, engin
         assert service.tag_reads == reads + 2
     finally:
         await service.close()
+
+
+async def test_sqlite_data_version_spares_the_tag_reads(tmp_path, engine_name):
+    if engine_name != "sqlite":
+        pytest.skip("PRAGMA data_version is SQLite's; PostgreSQL processes follow NOTIFY")
+    await load_small(tmp_path)
+    service = memory_service()
+    try:
+        for _ in range(5):
+            assert msgspec.json.decode(await service.answer(KPIS, Scope())) == small_data.FIRST_KPIS
+        assert service.tag_reads == 0  # no connection, no thread: the one kept connection answered
+        (tmp_path / "second.csv").write_text(small_data.SECOND)
+        # another connection commits an import: the very next request sees it
+        assert (await asyncio.to_thread(invoke_cli, "data", "import", str(tmp_path / "second.csv"))).returncode == 0
+        assert msgspec.json.decode(await service.answer(KPIS, Scope())) == small_data.SECOND_KPIS
+        assert service.tag_reads == 0
+    finally:
+        await service.close()

@@ -50,7 +50,7 @@ async def test_the_first_import_builds_exact_shapes(tmp_path):
     invoices, products = await stored_shapes()
     # 200001 in two minutes; 200002 with two customers; C200003; A200004 and 200005 with no sales lines
     assert len(invoices) == 7
-    assert {row[0] for row in invoices if row[5] == 0} == {"A200004", "200005"}
+    assert {row[0] for row in invoices if row[6] == 0} == {"A200004", "200005"}
     assert next(row for row in products if row[2] == "85123A" and row[3] is not None)[4:] == (2, 8, 8 * 2550)
 
 
@@ -67,7 +67,7 @@ async def test_overlap_skip_and_replace_keep_them_exact(tmp_path, mode):
     await import_file(write(tmp_path, "corrected.csv", CORRECTED), overlap=mode)
     await assert_shapes_exact()
     invoices, _ = await stored_shapes()
-    days = {row[8].isoformat() for row in invoices if row[0] == "200001"}
+    days = {row[9].isoformat() for row in invoices if row[0] == "200001"}
     # replace moved invoice 200001 to 5 February: its old day's rows are gone
     assert days == ({"2011-02-05"} if mode == "replace" else {"2011-02-01"})
 

@@ -129,7 +129,8 @@ def test_every_line_is_validated_with_its_reason(tmp_path: Path) -> None:
         ",85123A,X,6,12/1/2010 8:26,2.55,17850,United Kingdom",  # 10 invoice missing
         "536365,85123A,X,99999999999,12/1/2010 8:26,2.55,17850,United Kingdom",  # 11 quantity range
         "536365,85123A,X,6,2/30/2011 8:26,2.55,17850,United Kingdom",  # 12 impossible date
-        GOOD[1],  # 13
+        "536365,85123A,X,-2000000,12/1/2010 8:26,50.01,17850,United Kingdom",  # 13 revenue over 1e8
+        GOOD[1],  # 14
     ]
     got, rejects = rows(write(tmp_path / "bad.csv", lines))
     assert [row[0] for row in got] == ["536365", "536366"]
@@ -145,6 +146,7 @@ def test_every_line_is_validated_with_its_reason(tmp_path: Path) -> None:
         10: ("invoice_no", None, "missing (required)"),
         11: ("quantity", "99999999999", "out of range"),
         12: ("invoice_date", "2/30/2011 8:26", "not a date and time like M/D/YYYY H:MM"),
+        13: ("unit_price", "50.01", "quantity x unit price is over 100,000,000 (either sign): not a real line"),
     }
     assert rejects[0].fields[3] == "six"  # the whole line travels with its reason
 
