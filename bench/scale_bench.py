@@ -36,15 +36,16 @@ from pathlib import Path
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from scale_data import make
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parent.parent)]
+from scale_data import make  # noqa: E402
+
+from app.ingest.tables import LINE_INDEXES  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 PG = os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
 REDIS = os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/15")
 LITESTAR = str(Path(sys.executable).with_name("litestar"))
 UVICORN = str(Path(sys.executable).with_name("uvicorn"))
-INDEXES = ["transactions_day_id", "transactions_country_day_id", "transactions_search"]
 
 NEW_INVOICE = (
     "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n"
@@ -110,17 +111,16 @@ def measure(times: int, rounds: int) -> dict[str, str]:
             [sys.executable, "-m", "piccolo.main", "migrations", "forwards", "all"],
             cwd=ROOT, env=env, check=True, capture_output=True,
         )  # fmt: skip
-        # the database's own load: \copy into the empty table, then the same indexes built
+        # the database's own load: \copy into the empty table without its key and indexes,
+        # then those built (the importer's bulk path, minus shapes, validation and encoding)
         columns = "invoice_no, stock_code, description, quantity, invoice_date, unit_price, customer_id, country"
-        definitions = subprocess.run(
-            ["psql", "-At", url, "-c", f"SELECT indexdef FROM pg_indexes WHERE indexname IN {tuple(INDEXES)}"],
-            capture_output=True, text=True, check=True,
-        ).stdout.split("\n")  # fmt: skip
-        psql(url, *(f"DROP INDEX {name}" for name in INDEXES))
+        drops = [f"DROP INDEX {name}" for name in LINE_INDEXES]
+        psql(url, "ALTER TABLE transactions DROP CONSTRAINT transactions_pkey", *drops)
         started = time.perf_counter()
         psql(url, "SET datestyle = 'ISO, MDY'", f"\\copy transactions ({columns}) FROM '{csv}' CSV HEADER")
         copied = time.perf_counter() - started
-        psql(url, "SET maintenance_work_mem = '256MB'", *(d for d in definitions if d))
+        rebuild = ["ALTER TABLE transactions ADD CONSTRAINT transactions_pkey PRIMARY KEY (id)", *LINE_INDEXES.values()]
+        psql(url, "SET maintenance_work_mem = '256MB'", *rebuild)
         baseline = time.perf_counter() - started
         psql(url, "TRUNCATE transactions")
         imported, import_peak = timed_run(LITESTAR, "data", "import", str(parquet), env={**env, "REDIS_URL": ""})
@@ -198,7 +198,11 @@ def measure(times: int, rounds: int) -> dict[str, str]:
         ]
         figures["  the same, by its key (median)"] = f"{statistics.median(by_key):.1f} ms"
         heart = [ms(lambda p=p: get("/metrics/page", q="heart", page=p)) for p in (1, 2, 10, 100, 1000)]
-        figures["q=heart, pages 1, 2, 10, 100, 1000 (median)"] = f"{statistics.median(heart):.1f} ms"
+        figures["q=heart, pages 1, 2, 10, 100, 1000 (median / slowest)"] = (
+            f"{statistics.median(heart):.1f} / {max(heart):.1f} ms"
+        )
+        rare = [ms(lambda p=p: get("/metrics/page", q="5363", page=p)) for p in (1, 2, 3)]
+        figures["q=5363 (invoices and codes), pages 1-3 (median)"] = f"{statistics.median(rare):.1f} ms"
         time.sleep(1)
         figures["web RSS settled / peak"] = f"{status(web.pid, 'VmRSS'):.0f} / {status(web.pid, 'VmHWM'):.0f} MB"
 

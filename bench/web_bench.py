@@ -1,11 +1,15 @@
 """Web throughput: warm endpoints of the app against a bare Litestar handler, measured with wrk.
 
     uv run python bench/web_bench.py [--seconds 10] [--connections 32] [--rounds 2] [--baseline REF]
+                                     [--embedded] [--no-request-log]
 
-Both servers run the same way: uvicorn, one worker, no access log, on 127.0.0.1. The
-bare app is one handler returning a constant JSON dict. The app runs in production mode
-(a fresh PostgreSQL database with the full reference data, Redis for the cache) with a
-valid token; the views are warmed (in the cache) before measuring. Rounds alternate.
+Both servers run the same way: uvicorn, one worker, no uvicorn access log, on 127.0.0.1,
+stderr to a file. The bare app is one handler returning a constant JSON dict. The app runs
+with its defaults: production mode (a fresh PostgreSQL database with the full reference
+data, Redis for the cache, the JSON request log on, as compose.yaml sets it), or with
+`--embedded` the embedded default (SQLite in a temporary DATA_DIR, in-process cache, the
+text request log on); `--no-request-log` turns the log off (LOG_LEVEL=WARNING). The
+token is valid and the views are warmed (in the cache) before measuring. Rounds alternate.
 
 With `--baseline REF` (a git commit, e.g. `main~3`), the app as it was at REF is served too,
 from a temporary git worktree, on the same database (its own Redis database number): its
@@ -60,7 +64,8 @@ def serve(target: str, env: dict[str, str], factory: bool = False) -> tuple[subp
     command = [str(uvicorn), target, "--port", str(port), "--no-access-log", "--log-level", "warning"]
     if factory:
         command.append("--factory")
-    process = subprocess.Popen(command, cwd=env.get("BENCH_CWD", ROOT), env=env)
+    log = open(Path(tempfile.gettempdir()) / f"web_bench_{port}.log", "wb")  # noqa: SIM115 - lives as long as the server
+    process = subprocess.Popen(command, cwd=env.get("BENCH_CWD", ROOT), env=env, stderr=log, stdout=log)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
@@ -131,6 +136,8 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--baseline", help="also serve the app at this git commit, and compare")
+    parser.add_argument("--embedded", action="store_true", help="the embedded default (SQLite, no Redis)")
+    parser.add_argument("--no-request-log", action="store_true", help="LOG_LEVEL=WARNING: no request log")
     args = parser.parse_args()
     if not DATA.exists():
         raise SystemExit(f"{DATA} not found: the benchmark reads the real data from ../shared/data")
@@ -142,9 +149,15 @@ def main() -> None:
         "DATABASE_URL": f"{PG}/{database}",
         "SECRET_KEY": "bench-" + "x" * 40,
         "REDIS_URL": REDIS,
-        "LOG_LEVEL": "WARNING",
+        "LOG_LEVEL": "WARNING" if args.no_request_log else "INFO",
+        "LOG_FORMAT": "json",
         "PYTHONPATH": str(ROOT),
     }
+    if args.embedded:
+        env.update(DATABASE_URL="", REDIS_URL="", SECRET_KEY="", LOG_FORMAT="text")
+        env["DATA_DIR"] = tempfile.mkdtemp(prefix="web-bench-data-")
+    mode = "embedded (SQLite, in-process cache)" if args.embedded else "production (PostgreSQL, Redis)"
+    mode += ", request log " + ("off" if args.no_request_log else "on")
     bare_dir = Path(tempfile.mkdtemp(prefix="bare-app-"))
     (bare_dir / "bare.py").write_text(BARE_APP)
     servers: list[subprocess.Popen] = []
@@ -167,7 +180,7 @@ def main() -> None:
                 **env,
                 "BENCH_CWD": str(tree),
                 "PYTHONPATH": str(tree),
-                "REDIS_URL": REDIS.rsplit("/", 1)[0] + "/1",
+                "REDIS_URL": "" if args.embedded else REDIS.rsplit("/", 1)[0] + "/1",
             }
             old, bases["baseline "] = serve("app:create_app", old_env, factory=True)
             servers.append(old)
@@ -199,7 +212,7 @@ def main() -> None:
                 runs[f"{prefix}kpis"].append(wrk(base + "/metrics/kpis", json_headers, args.seconds, args.connections))
                 html_headers = {**auth, "Accept": "text/html"}
                 runs[f"{prefix}dashboard"].append(wrk(base + "/", html_headers, args.seconds, args.connections))
-        print(f"\nwrk -t2 -c{args.connections} -d{args.seconds}s, {args.rounds} rounds alternating, uvicorn 1 worker:")
+        print(f"\n{mode}; wrk -t2 -c{args.connections} -d{args.seconds}s, {args.rounds} rounds alternating")
         bare_rps = statistics.median(r["rps"] for r in runs["bare"])
         ok = True
         labels = [("bare", "bare Litestar handler, constant JSON")]

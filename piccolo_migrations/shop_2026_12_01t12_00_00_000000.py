@@ -1,6 +1,6 @@
 """The data shapes (sales_invoices, product_days), filled from the stored lines, and the line
-indexes the transactions page reads through (keyset order, country, and on PostgreSQL a trigram
-index for `q`). Raw SQL: the statements are frozen here as they were when this ran; the
+indexes the transactions page and the overlap check read through (keyset order, country,
+invoice number). Raw SQL: the statements are frozen here as they were when this ran; the
 importer's live copies are in app/ingest/shapes.py and app/ingest/tables.py."""
 
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
@@ -10,7 +10,7 @@ from piccolo.table import Table
 
 ID = "2026-12-01T12:00:00:000000"
 VERSION = "1.38.0"
-DESCRIPTION = "sales_invoices and product_days (the shapes the views read), line indexes, pg_trgm"
+DESCRIPTION = "sales_invoices and product_days (the shapes the views read), line indexes"
 
 SALES = "substr(invoice_no, 1, 1) NOT IN ('C', 'A') AND quantity > 0 AND unit_price > 0"
 CANCELLED = "substr(invoice_no, 1, 1) = 'C'"
@@ -42,11 +42,7 @@ TABLES = [
     "CREATE INDEX product_days_day ON product_days (day)",
     "CREATE INDEX transactions_day_id ON transactions (invoice_date, id)",
     "CREATE INDEX transactions_country_day_id ON transactions (country, invoice_date, id)",
-]
-POSTGRES = [
-    "CREATE EXTENSION IF NOT EXISTS pg_trgm",
-    "CREATE INDEX transactions_search ON transactions USING gin "
-    "(lower(invoice_no || E'\\n' || stock_code || E'\\n' || coalesce(description, '')) gin_trgm_ops)",
+    "CREATE INDEX transactions_invoice_no ON transactions (invoice_no)",
 ]
 
 
@@ -76,7 +72,7 @@ class Stored(Table, tablename="transactions"):
 
 async def create() -> None:
     postgres = isinstance(engine_finder(), PostgresEngine)
-    for statement in TABLES + (POSTGRES if postgres else []) + fill(postgres):
+    for statement in TABLES + fill(postgres):
         await Stored.raw(statement).run()
 
 

@@ -63,20 +63,16 @@ def run_cli(*args: str, timeout: float = 180, input: str | None = None, **env: s
 
 
 def cli_group() -> click.Group:
-    """A click group with the app's command groups, as `litestar` registers them (ApplicationCore.on_cli_init)."""
+    """A click group with the app's command groups, as `litestar` registers them."""
     import click
 
-    from app.auth.cli import register as register_users
-    from app.ingest.cli import register as register_data
-    from app.metrics.cli import register as register_metrics
+    from app.server.commands import Commands
 
     @click.group()
     def cli() -> None:
         """The app's commands."""
 
-    register_data(cli)
-    register_metrics(cli)
-    register_users(cli)
+    Commands().on_cli_init(cli)
     return cli
 
 

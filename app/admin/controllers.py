@@ -22,7 +22,6 @@ from app.ingest.tables import Import
 from app.lib.settings import get_settings
 from app.lib.web.asking import NO_STORE_HEADERS, is_htmx
 from app.lib.web.csrf import check_csrf
-from app.metrics.jobs import trigger_refresh
 from app.metrics.service import get_metrics_service
 
 logger = logging.getLogger(__name__)
@@ -133,7 +132,7 @@ class DataController(Controller):
             return marker.read_text()
         get_metrics_service().forget_tag()
         try:
-            refresh = await trigger_refresh()
+            refresh = await _trigger_refresh()
         except Exception as error:  # noqa: BLE001 - the figures are computed on first view instead
             logger.warning("upload: could not start a refresh (%s: %s)", type(error).__name__, error)
             refresh = "not started (the figures are computed on first view)"
@@ -157,5 +156,11 @@ class DataController(Controller):
     @post("/refresh")
     async def refresh(self, request: Request) -> Template:
         await check_csrf(request)
-        state = await trigger_refresh()
+        state = await _trigger_refresh()
         return await self._page(request, 200, message=f"Refresh {state}.")
+
+
+async def _trigger_refresh() -> str:
+    from app.metrics.jobs import trigger_refresh  # the broker (taskiq) only once it is needed
+
+    return await trigger_refresh()

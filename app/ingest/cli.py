@@ -1,4 +1,7 @@
-"""`litestar data ...`: import a file, replace all data, show what is loaded."""
+"""`litestar data ...`: import a file, replace all data, show what is loaded.
+
+The importer and the database are imported inside the commands: `litestar data --help`
+loads none of them (app/__init__.py builds no routes for the CLI's own commands)."""
 
 from __future__ import annotations
 
@@ -7,33 +10,14 @@ import json
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from app.ingest.reader import Source, SourceError
-from app.ingest.service import (
-    ImportFailed,
-    ImportRejected,
-    ImportResult,
-    OverlapMode,
-    OverlapRefused,
-    dataset_status,
-    import_file,
-)
-from app.lib.db import SchemaOutOfDate, database_error_message, prepare_schema
 from app.lib.settings import get_settings
 
-
-class _RowsPerSecond(TextColumn):
-    def __init__(self) -> None:
-        super().__init__("")
-
-    def render(self, task):
-        speed = task.finished_speed or task.speed
-        return f"{speed:,.0f} rows/s" if speed else "… rows/s"
+if TYPE_CHECKING:
+    from app.ingest.service import ImportResult, OverlapMode
 
 
 def _fail(message: str) -> None:
@@ -43,6 +27,9 @@ def _fail(message: str) -> None:
 
 def _run(work: Callable[[], Awaitable[Any]]) -> Any:
     """Run `work()` with the schema ready; known failures become one `error:` line and exit 1."""
+    from app.ingest.reader import SourceError
+    from app.ingest.service import ImportFailed, ImportRejected, OverlapRefused
+    from app.lib.db import SchemaOutOfDate, database_error_message, prepare_schema
 
     async def main() -> Any:
         await prepare_schema(get_settings())
@@ -82,13 +69,27 @@ def _run(work: Callable[[], Awaitable[Any]]) -> Any:
 def _import(
     path: str, replace: bool, skip_invalid: bool, rejects: str | None, overlap: OverlapMode = "refuse"
 ) -> ImportResult:
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from app.ingest.reader import Source
+    from app.ingest.service import import_file
+
+    class RowsPerSecond(TextColumn):
+        def __init__(self) -> None:
+            super().__init__("")
+
+        def render(self, task):
+            speed = task.finished_speed or task.speed
+            return f"{speed:,.0f} rows/s" if speed else "… rows/s"
+
     console = Console(stderr=True)
     show_progress = console.is_terminal
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(bar_width=24),
         TextColumn("{task.completed:>9,.0f} / {task.total:,.0f} lines"),
-        _RowsPerSecond(),
+        RowsPerSecond(),
         TimeElapsedColumn(),
         console=console,
         transient=True,
@@ -190,6 +191,8 @@ def register(cli: click.Group) -> None:
     @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
     def status_command(as_json: bool) -> None:
         """Show the dataset version, the number of stored rows and the latest imports."""
+        from app.ingest.service import dataset_status
+
         status = _run(dataset_status)
         if as_json:
             click.echo(

@@ -52,6 +52,11 @@ def _sql(postgres: bool) -> dict[str, str]:
     return _ENGINE_SQL["postgres" if postgres else "sqlite"]
 
 
+def product_key(postgres: bool) -> str:
+    """The SQL of a line's product key (product_days.product): its stock code upper-cased."""
+    return _sql(postgres)["product"]
+
+
 def statements(postgres: bool) -> list[str]:
     """Delete and recompute both shapes for the days in [lo, hi) (parameters `lo`, `hi`)."""
     sql = _sql(postgres)

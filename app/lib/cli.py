@@ -9,13 +9,13 @@ from typing import Any
 
 import click
 
-from app.lib.db import SchemaOutOfDate, database_error_message, prepare_schema
 from app.lib.settings import get_settings
 
 
 def run_command(work: Callable[[], Awaitable[Any]], known: tuple[type[Exception], ...] = ()) -> Any:
     """`work()`'s result; exit 1 with one line for an outdated schema, a database that cannot be
     used, Ctrl-C or one of `known` (whose message is shown as it is)."""
+    from app.lib.db import SchemaOutOfDate, database_error_message, prepare_schema
 
     async def main() -> Any:
         from app.metrics.service import reset_metrics_service

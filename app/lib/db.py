@@ -11,9 +11,6 @@ import sqlite3
 import warnings
 
 import asyncpg
-from piccolo.apps.migrations.commands.base import BaseMigrationManager
-from piccolo.apps.migrations.commands.forwards import run_forwards
-from piccolo.apps.migrations.tables import Migration
 from piccolo.engine.base import Engine
 from piccolo.engine.postgres import PostgresEngine
 from piccolo.engine.sqlite import SQLiteEngine
@@ -69,6 +66,10 @@ def engine() -> Engine:
 
 async def pending_migrations() -> list[str]:
     """IDs of the migrations of every registered app (ours in piccolo_migrations/) not run yet."""
+    # imported here: Piccolo's migration machinery costs a third of a second to import
+    from piccolo.apps.migrations.commands.base import BaseMigrationManager
+    from piccolo.apps.migrations.tables import Migration
+
     manager = BaseMigrationManager()
     known: dict[str, set[str]] = {}
     for app_config in manager.get_app_registry().app_configs.values():
@@ -88,6 +89,8 @@ async def apply_migrations() -> list[str]:
     pending = await pending_migrations()
     if pending:
         with contextlib.redirect_stdout(io.StringIO()) as output:
+            from piccolo.apps.migrations.commands.forwards import run_forwards
+
             result = await run_forwards(app_name="all", migration_id="all")
         if not result.success:
             raise RuntimeError(f"migrations failed: {result.message}\n{output.getvalue()}")

@@ -99,7 +99,7 @@ class Dataset:
     tag: str  # names the dataset version (app.ingest.service.dataset_tag)
     sales: pl.DataFrame  # the sales invoices (one row per invoice with sales lines), by invoice_date
     cancellations: pl.DataFrame  # the cancellation invoices, by day
-    products: pl.DataFrame  # the product grain, by day; `product` is null for postage, fees, vouchers
+    products: pl.DataFrame  # the product grain, by day: `code`, and `product` (null for postage, fees, vouchers)
     countries: dict[str, str]  # casefolded name -> stored name, over every stored row
 
     @property
@@ -148,6 +148,7 @@ def prepare(invoices: pl.DataFrame, products: pl.DataFrame, tag: str = "0") -> D
         products.lazy()
         .with_columns(
             pl.col("country").cast(country),
+            code.alias("code"),  # every sales line's key, for the transactions search
             pl.when(code.is_in(list(NOT_PRODUCTS)) | code.str.starts_with("GIFT_"))
             .then(None)
             .otherwise(code)

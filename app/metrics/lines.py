@@ -1,62 +1,79 @@
 """The transactions page, read from the database: the one view that lists raw lines.
 
 Lines are listed in METRICS.md's order (InvoiceDate, then import order: the id) through the
-index `transactions (invoice_date, id)` (or `(country, invoice_date, id)` with a country):
+index `transactions (invoice_date, id)` (or `(country, invoice_date, id)` with a country),
+and the shapes (held in memory) say where a page starts, so no page scans the lines before it:
 
 - **keyset**: a page link carries `after`, the id of the previous page's last line; the
   page is the next `size` lines after it, whatever the depth;
-- **a page number alone** (a typed or shared URL): the invoice grain (held in memory) counts
-  the lines per timestamp, which finds the timestamp the page starts at; the database then
-  skips only the lines of that one timestamp;
-- **`q`** (a search): PostgreSQL matches through a trigram index (pg_trgm), SQLite scans the
-  lines in the date range (a few hundred ms per million lines). With `q`, a page number
-  alone costs an OFFSET over the matches; the links' `after` keys do not.
+- **a page number alone** (a typed or shared URL): the invoice grain counts the lines per
+  timestamp, which finds the timestamp the page starts at; the database skips only the
+  earlier lines of that one timestamp;
+- **`q`** (a search in invoice numbers, stock codes and descriptions): the texts that contain
+  it are found among the distinct stock codes, descriptions and invoice numbers of the shapes
+  (a few thousand, whatever the number of lines); the product grain and the invoice grain then
+  count the matching lines per day, which gives the total and the days a page spans; the
+  database reads the lines of those days only, matching by equality (no text scan, no
+  trigram index to maintain at import). Only the lines of matching invoices that also match
+  by product are counted in the database, through the invoice-number index.
 
-The total of a page without `q` comes from the invoice grain (no count over lines).
+Totals come from the shapes too: no page counts the lines.
 """
 
 from __future__ import annotations
 
+import json
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
 import polars as pl
 from piccolo.engine.postgres import PostgresEngine
 
-from app.ingest.shapes import SALES
-from app.ingest.tables import SEARCH_TEXT, Transaction
+from app.ingest.shapes import SALES, product_key
+from app.ingest.tables import Transaction
 from app.lib.db import engine
 from app.metrics.analytics import MAX_PAGE, SIZE_RANGE, Dataset, check_dates, day_slice, in_range, money
 from app.metrics.schemas import Filters, Line, Page
 
 _COLUMNS = "id, invoice_no, stock_code, description, quantity, invoice_date, unit_price, customer_id, country"
-# SQLite's lower() folds ASCII letters only; the search text there is built the same way
-_SQLITE_SEARCH = "lower(invoice_no || char(10) || stock_code || char(10) || coalesce(description, ''))"
 
 
 def _postgres() -> bool:
     return isinstance(engine(), PostgresEngine)
 
 
-def _stamp(value: datetime, postgres: bool) -> Any:
-    """A timestamp as the engine compares it (SQLite stores Piccolo's text)."""
+def _stamp(value: datetime | date, postgres: bool) -> Any:
+    """A timestamp (or a day's midnight) as the engine compares it (SQLite stores Piccolo's text)."""
+    if not isinstance(value, datetime):
+        value = datetime.combine(value, time())
     return value if postgres else value.strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _midnight(day: date) -> datetime:
-    return datetime.combine(day, time())
 
 
 class _Where:
     """A WHERE clause with Piccolo's `{}` placeholders and its values."""
 
-    def __init__(self) -> None:
+    def __init__(self, postgres: bool) -> None:
+        self.postgres = postgres
         self.parts = [SALES]
         self.values: list[Any] = []
 
-    def add(self, sql: str, *values: Any) -> None:
+    def add(self, sql: str, *values: Any) -> _Where:
         self.parts.append(sql)
         self.values.extend(values)
+        return self
+
+    def one_of(self, column: str, values: list[str]) -> str:
+        """`column` equal to one of `values` (a parameter, not a list spelled out in the SQL)."""
+        if self.postgres:
+            self.values.append(values)
+            return f"{column} = ANY({{}})"
+        self.values.append(json.dumps(values))
+        return f"{column} IN (SELECT value FROM json_each({{}}))"
+
+    def copy(self) -> _Where:
+        other = _Where(self.postgres)
+        other.parts, other.values = list(self.parts), list(self.values)
+        return other
 
     @property
     def sql(self) -> str:
@@ -67,14 +84,58 @@ async def _rows(sql: str, *values: Any) -> list[dict]:
     return await Transaction.raw(sql, *values).run()
 
 
-def _needle(q: str | None) -> str:
-    return (q or "").strip().lower()
+class _Search:
+    """What `q` matches: the stock codes, descriptions and invoice numbers that contain it."""
+
+    def __init__(self, ds: Dataset, products: pl.DataFrame, grain: pl.DataFrame, needle: str) -> None:
+        def containing(values: pl.Series) -> list[str]:
+            return values.filter(values.str.to_lowercase().str.contains(needle, literal=True)).to_list()
+
+        self.codes = containing(products.get_column("code").unique())
+        self.descriptions = containing(products.get_column("description").drop_nulls().unique())
+        self.invoices = containing(grain.get_column("invoice_no").unique())
+        codes, descriptions = pl.col("code").is_in(self.codes), pl.col("description").is_in(self.descriptions)
+        self.product_lines = products.filter(codes | descriptions)
+        self.invoice_lines = grain.filter(pl.col("invoice_no").is_in(self.invoices))
+
+    def predicate(self, where: _Where, postgres: bool, invoices: bool = True) -> str:
+        """A line matches (its values added to `where`); `invoices=False`: by product only."""
+        parts = []
+        if self.codes:
+            parts.append(where.one_of(product_key(postgres), self.codes))
+        if self.descriptions:
+            parts.append(where.one_of("description", self.descriptions))
+        if self.invoices and invoices:
+            parts.append(where.one_of("invoice_no", self.invoices))
+        return "(" + " OR ".join(parts) + ")" if parts else "FALSE"
+
+    async def per_day(self, where: _Where, postgres: bool) -> pl.DataFrame:
+        """The matching lines per day: by product, plus by invoice, minus the lines counted twice."""
+        parts = [
+            self.product_lines.group_by("day").agg(pl.col("lines").sum()),
+            self.invoice_lines.group_by("day").agg(pl.col("lines").sum()),
+        ]
+        if self.invoices and (self.codes or self.descriptions):
+            both = where.copy()
+            invoices = both.one_of("invoice_no", self.invoices)
+            products = self.predicate(both, postgres, invoices=False)
+            day = "CAST(invoice_date AS DATE)" if postgres else "substr(invoice_date, 1, 10)"
+            twice = await _rows(
+                f"SELECT {day} AS day, COUNT(*) AS lines FROM transactions "
+                f"WHERE {both.sql} AND {invoices} AND {products} GROUP BY {day}",
+                *both.values,
+            )
+            counted = pl.DataFrame(
+                {"day": [_day(row["day"]) for row in twice], "lines": [-int(row["lines"]) for row in twice]},
+                schema={"day": pl.Date(), "lines": pl.Int64()},
+            )
+            parts.append(counted)
+        frames = [part.select("day", pl.col("lines").cast(pl.Int64)) for part in parts]
+        return pl.concat(frames).group_by("day").agg(pl.col("lines").sum()).filter(pl.col("lines") > 0).sort("day")
 
 
-def _like(needle: str) -> str:
-    r"""A LIKE pattern that matches `needle` anywhere, its own % _ and \ taken literally."""
-    escaped = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
+def _day(value: object) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
 
 
 async def page(ds: Dataset, filters: Filters, q: str | None, page: int, size: int, after: int | None = None) -> Page:
@@ -83,29 +144,27 @@ async def page(ds: Dataset, filters: Filters, q: str | None, page: int, size: in
     check_dates(filters)
     postgres = _postgres()
     country = ds.country(filters.country) if filters.country is not None else None
-    where = _Where()
+    where = _Where(postgres)
     if filters.start is not None:
-        where.add("invoice_date >= {}", _stamp(_midnight(filters.start), postgres))
+        where.add("invoice_date >= {}", _stamp(filters.start, postgres))
     if filters.end is not None:
-        where.add("invoice_date < {}", _stamp(_midnight(filters.end + timedelta(days=1)), postgres))
+        where.add("invoice_date < {}", _stamp(filters.end + timedelta(days=1), postgres))
     if country is not None:
         where.add("country = {}", country)
-    needle = _needle(q)
-    if needle and postgres:
-        where.add(f"{SEARCH_TEXT} LIKE {{}}", _like(needle))
-    elif needle:
-        where.add(f"instr({_SQLITE_SEARCH}, {{}}) > 0", needle)
-
-    grain = _scope(ds, filters, country)
+    grain = _scope(ds.sales, filters, country)
+    offset = (page - 1) * size
+    needle = (q or "").strip().lower()
+    lines: list[dict] = []
     if needle:
-        (counted,) = await _rows(f"SELECT COUNT(*) AS n FROM transactions WHERE {where.sql}", *where.values)
-        total = int(counted["n"])
+        search = _Search(ds, _scope(ds.products, filters, country), grain, needle)
+        days = await search.per_day(where, postgres)
+        total = int(days.get_column("lines").sum() or 0)
+        if offset < total:
+            lines = await _searched(where, search, days, offset, size, postgres)
     else:
         total = int(grain.get_column("lines").sum() or 0)
-    offset = (page - 1) * size
-    lines: list[dict] = []
-    if offset < total:
-        lines = await _read(where, grain, needle, offset, size, after, postgres)
+        if offset < total:
+            lines = await _listed(where, grain, offset, size, after, postgres)
     more = offset + len(lines) < total
     return Page(
         items=[_line(row) for row in lines],
@@ -113,18 +172,26 @@ async def page(ds: Dataset, filters: Filters, q: str | None, page: int, size: in
         size=size,
         total=total,
         pages=-(-total // size),
-        next_after=int(lines[-1]["id"]) if lines and more else None,
+        next_after=int(lines[-1]["id"]) if lines and more and not needle else None,
     )
 
 
-def _scope(ds: Dataset, filters: Filters, country: str | None) -> pl.DataFrame:
-    """The sales invoices in the filters (the grain rows), in date order."""
-    rows = day_slice(ds.sales, filters.start, filters.end)
+def _scope(frame: pl.DataFrame, filters: Filters, country: str | None) -> pl.DataFrame:
+    """A shape's rows in the filters (in date order)."""
+    rows = day_slice(frame, filters.start, filters.end)
     return rows.filter(pl.col("country") == country) if country is not None else rows
 
 
-async def _read(
-    where: _Where, grain: pl.DataFrame, needle: str, offset: int, size: int, after: int | None, postgres: bool
+def _start(counts: pl.DataFrame, key: str, offset: int) -> tuple[Any, int, pl.Series]:
+    """The row of `counts` (lines per `key`, in order) where line `offset` is, how many of its
+    lines come before it, and the running totals."""
+    ends = counts.get_column("lines").cum_sum()
+    at = int(ends.search_sorted(offset, side="right"))
+    return counts.get_column(key)[at], offset - (int(ends[at - 1]) if at else 0), ends
+
+
+async def _listed(
+    where: _Where, grain: pl.DataFrame, offset: int, size: int, after: int | None, postgres: bool
 ) -> list[dict]:
     order = f"ORDER BY invoice_date, id LIMIT {size}"
     if after is not None:
@@ -132,18 +199,25 @@ async def _read(
         if key:  # a key of lines replaced since the link was made falls back to the page number
             sql = f"SELECT {_COLUMNS} FROM transactions WHERE {where.sql} AND (invoice_date, id) > ({{}}, {{}}) {order}"
             return await _rows(sql, *where.values, key[0]["invoice_date"], after)
-    if needle:  # no positions for a search: skip the matches before the page
-        sql = f"SELECT {_COLUMNS} FROM transactions WHERE {where.sql} {order} OFFSET {offset}"
-        return await _rows(sql, *where.values)
-    # The timestamp the page starts at, from the grain's lines per timestamp; then the
-    # database skips only the earlier lines of that timestamp.
+    # the timestamp the page starts at, from the grain's lines per timestamp
     counts = grain.group_by("invoice_date").agg(pl.col("lines").sum()).sort("invoice_date")
-    ends = counts.get_column("lines").cum_sum()
-    at = int(ends.search_sorted(offset, side="right"))
-    start = counts.get_column("invoice_date")[at]
-    skip = offset - (int(ends[at - 1]) if at else 0)
+    start, skip, _ = _start(counts, "invoice_date", offset)
     sql = f"SELECT {_COLUMNS} FROM transactions WHERE {where.sql} AND invoice_date >= {{}} {order} OFFSET {skip}"
     return await _rows(sql, *where.values, _stamp(start, postgres))
+
+
+async def _searched(
+    where: _Where, search: _Search, days: pl.DataFrame, offset: int, size: int, postgres: bool
+) -> list[dict]:
+    """The page's matching lines, read from the days it spans only."""
+    first, skip, ends = _start(days, "day", offset)
+    last_at = min(int(ends.search_sorted(offset + size, side="left")), days.height - 1)
+    last = days.get_column("day")[last_at]
+    span = where.copy().add("invoice_date >= {}", _stamp(first, postgres))
+    span.add("invoice_date < {}", _stamp(last + timedelta(days=1), postgres))
+    matching = search.predicate(span, postgres)
+    sql = f"SELECT {_COLUMNS} FROM transactions WHERE {span.sql} AND {matching} ORDER BY invoice_date, id"
+    return await _rows(f"{sql} LIMIT {size} OFFSET {skip}", *span.values)
 
 
 def _line(row: dict) -> Line:

@@ -43,13 +43,9 @@ class ApplicationCore(InitPluginProtocol, CLIPluginProtocol):
         self.template_dirs = list(template_dirs)
 
     def on_cli_init(self, cli: Group) -> None:
-        from app.auth.cli import register as register_users
-        from app.ingest.cli import register as register_data
-        from app.metrics.cli import register as register_metrics
+        from app.server.commands import Commands
 
-        register_data(cli)
-        register_metrics(cli)
-        register_users(cli)
+        Commands().on_cli_init(cli)
 
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
         from litestar.middleware import DefineMiddleware

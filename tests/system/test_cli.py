@@ -10,6 +10,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -128,3 +129,19 @@ def test_the_cli_refuses_to_start_in_production_without_a_secret_in_one_line() -
     lines = done.stderr.strip().splitlines()
     assert lines == [lines[0]] and lines[0].startswith("error: SECRET_KEY is not set"), done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_the_cli_own_commands_build_no_web_app() -> None:
+    """`litestar data|metrics|users ...` gets an app with no routes: neither the web layer nor
+    Polars is imported before a command needs it (the CLI starts in about a second)."""
+    probe = (
+        "import sys; sys.argv = ['/venv/bin/litestar', 'data', '--help']; "
+        "from app import create_app; app = create_app(); "
+        "print(len(app.routes), 'polars' in sys.modules, 'app.metrics.views' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=cli_env(), capture_output=True, text=True)
+    assert done.stdout.split() == ["0", "False", "False"], done.stderr
+    # the command itself still works, and `litestar --help` still lists every command
+    assert run_cli("data", "--help").returncode == 0
+    listed = run_cli("--help").stdout
+    assert all(group in listed for group in ("data", "metrics", "users", "run"))
