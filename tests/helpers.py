@@ -211,7 +211,8 @@ async def expected_shapes() -> tuple[list[tuple], list[tuple]]:
             totals[2] += quantity
             totals[3] += quantity * price_milli
         if sale:
-            key = (at.date(), line["country"], line["stock_code"].upper(), line["description"])
+            code = "".join(c.upper() if "a" <= c <= "z" else c for c in line["stock_code"])  # ASCII letters only
+            key = (at.date(), line["country"], code, line["description"])
             product = products.setdefault(key, [0, 0, 0])
             product[0] += 1
             product[1] += quantity

@@ -236,7 +236,9 @@ async def import_file(
             if postgres:
                 await _postgres_load(tx.connection, source, import_row.id, tally, on_progress)
             else:
-                payloads = _prefetch(read_batches(source), _sqlite_rows(import_row.id), tally, on_progress)
+                payloads = _prefetch(
+                    read_batches(source), tally.summing(_sqlite_rows(import_row.id)), tally, on_progress
+                )
                 await _sqlite_insert(tx.connection, payloads)
             tally.raise_if_rejected(source)
             checked = time.perf_counter()
@@ -252,11 +254,17 @@ async def import_file(
                         raise ImportFailed(
                             f"{source.file_name}: every invoice in it is already stored; nothing was imported"
                         )
-            # the days whose lines changed: the file's, and those of the stored lines it replaced
-            changed = tally.days
-            if found is not None and overlap == "replace":
-                changed = shapes.widen(changed, found.stored_days)
-            await shapes.refresh_days(tx.connection, postgres, changed)
+            # the shapes: the file's own when it touched no stored day, else the changed days again
+            touched = found is not None or (
+                stored_before and tally.days is not None and await shapes.stored_on(tx.connection, postgres, tally.days)
+            )
+            if not touched:
+                await shapes.write(tx.connection, postgres, tally.shapes)
+            else:  # the days whose lines changed: the file's, and those of the stored lines it replaced
+                changed = tally.days
+                if found is not None and overlap == "replace":
+                    changed = shapes.widen(changed, found.stored_days)
+                await shapes.refresh_days(tx.connection, postgres, changed)
             new_invoices = [(number, import_row.id) for number in tally.invoices - stored]
             await _insert(tx.connection, postgres, "invoices", ("invoice_no", "import_id"), new_invoices)
             overlap_seconds = time.perf_counter() - checked + tally.invoice_seconds
@@ -412,6 +420,7 @@ class _Tally:
         self.invoices: set[str] = set()  # the invoice numbers of the valid lines
         self.invoice_seconds = 0.0  # spent collecting them (part of the overlap check's cost)
         self.days: shapes.Days | None = None  # the days of the valid lines
+        self.shapes = shapes.Accumulator()  # the shapes of the valid lines
         self.rejects_path = rejects_path
         self._layout = layout
         self._file: TextIO | None = None
@@ -420,6 +429,15 @@ class _Tally:
     def failed(self) -> bool:
         """Without skip_invalid the first invalid line dooms the import: stop writing rows."""
         return self.rejected > 0 and not self.skip_invalid
+
+    def summing(self, encode: Callable[[pl.DataFrame], Any]) -> Callable[[pl.DataFrame], Any]:
+        """`encode`, which also adds the rows to the file's shapes (in the encoder thread)."""
+
+        def encode_and_sum(rows: pl.DataFrame) -> Any:
+            self.shapes.add(rows)
+            return encode(rows)
+
+        return encode_and_sum
 
     def add(self, batch: Batch) -> None:
         self.lines += batch.lines_read
@@ -562,7 +580,7 @@ async def _postgres_load(
         await connection.execute("ALTER TABLE transactions DROP CONSTRAINT transactions_pkey")
         for name in LINE_INDEXES:
             await connection.execute(f"DROP INDEX IF EXISTS {name}")
-    payloads = _prefetch(read_batches(source), _postgres_tuples(import_id, first_id), tally, on_progress)
+    payloads = _prefetch(read_batches(source), tally.summing(_postgres_tuples(import_id, first_id)), tally, on_progress)
 
     async def stream() -> AsyncIterator[bytes | memoryview]:
         yield pgcopy.HEADER

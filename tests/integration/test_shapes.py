@@ -30,6 +30,7 @@ AWKWARD = small_data.HEADER + (
     "C200003,POST,POSTAGE,-1,2/2/2011 10:00,18,10,France\n"
     "A200004,B,Adjust bad debt,1,2/3/2011 11:00,11062.06,,United Kingdom\n"
     "200005,22423,REGENCY CAKESTAND,1,2/3/2011 11:00,0,,Iceland\n"
+    "200007,é-mug,ÉCRU MUG,2,2/3/2011 12:00,4.5,13,France\n"
 )
 # invoice 200001 again, corrected and moved to another day; a new invoice
 CORRECTED = small_data.HEADER + (
@@ -49,9 +50,20 @@ async def test_the_first_import_builds_exact_shapes(tmp_path):
     await assert_shapes_exact()
     invoices, products = await stored_shapes()
     # 200001 in two minutes; 200002 with two customers; C200003; A200004 and 200005 with no sales lines
-    assert len(invoices) == 7
+    assert len(invoices) == 8
     assert {row[0] for row in invoices if row[6] == 0} == {"A200004", "200005"}
     assert next(row for row in products if row[2] == "85123A" and row[3] is not None)[4:] == (2, 8, 8 * 2550)
+
+
+async def test_a_new_line_on_a_stored_day_sums_that_day_again(tmp_path):
+    # the file's own shapes would be wrong here: its day already has rows (summed again in SQL)
+    await import_file(write(tmp_path, "awkward.csv", AWKWARD))
+    same_day = small_data.HEADER + "200008,é-mug,ÉCRU MUG,1,2/3/2011 15:00,4.5,14,France\n"
+    await import_file(write(tmp_path, "same-day.csv", same_day))
+    await assert_shapes_exact()
+    _, products = await stored_shapes()
+    # the non-ASCII code keeps its é and upper-cases its ASCII letters, both ways alike
+    assert [row[4:6] for row in products if row[2] == "é-MUG"] == [(2, 3)]
 
 
 async def test_appending_keeps_them_exact(tmp_path):
