@@ -40,7 +40,7 @@ class RefreshReport(msgspec.Struct):
     tag: str
     views: int
     sales_lines: int
-    load_seconds: float  # reading and cleaning the frame (0 when it was already held)
+    load_seconds: float  # reading and preparing the shapes (0 when they were already held)
     compute_seconds: float
     store_seconds: float
     seconds: float
@@ -109,10 +109,10 @@ class MetricsService:
         # answers kept in the process in front of Redis (the in-process store needs no copy)
         self._local: LRU[str, bytes] | None = LRU(LOCAL_ENTRIES) if isinstance(cache.store, RedisStore) else None
         self.local_hits = 0
-        self.loads = 0  # frames read from the database
+        self.loads = 0  # shapes read from the database
         self.computed = 0  # answers computed (not served from the cache)
 
-    # -- the frame ---------------------------------------------------------------------
+    # -- the shapes --------------------------------------------------------------------
 
     async def tag(self) -> str:
         """The current dataset tag: while this process listens to PostgreSQL's import
@@ -169,11 +169,11 @@ class MetricsService:
 
     @property
     def held_version(self) -> int | None:
-        """The dataset version of the frame this process holds, if any."""
+        """The dataset version of the shapes this process holds, if any."""
         return self._dataset.version if self._dataset is not None else None
 
     async def dataset(self, tag: str | None = None) -> Dataset:
-        """The frame of the dataset `tag` (default: the current one), read once per version.
+        """The shapes of the dataset `tag` (default: the current one), read once per version.
 
         Concurrent callers share one read, which goes on even if they give up (a request
         past its deadline), so a slow read is never started twice.
@@ -187,7 +187,7 @@ class MetricsService:
         return await asyncio.shield(self._reading)
 
     async def _read(self) -> Dataset:
-        self._dataset = None  # let the old frame go before the new one is read
+        self._dataset = None  # let the old shapes go before the new ones are read
         started = time.perf_counter()
         dataset = await self._load(self.settings)
         self.loads += 1
@@ -223,7 +223,7 @@ class MetricsService:
             assert compute is not None  # a view has one of the two (View.__post_init__)
             body = await asyncio.to_thread(lambda: msgspec.json.encode(compute(dataset, params, currency)))
         self.computed += 1
-        # stored under the tag of the frame it came from, which may be newer than `tag`
+        # stored under the tag of the shapes it came from, which may be newer than `tag`
         key = cache_key(dataset.tag, view.name, params)
         self._remember(key, body)
         await self.cache.set(key, body, self.settings.cache_ttl_seconds)
@@ -305,7 +305,7 @@ _service: MetricsService | None = None
 
 
 def get_metrics_service() -> MetricsService:
-    """The process's service (one frame, one cache per process)."""
+    """The process's service (one copy of the shapes, one cache per process)."""
     global _service
     if _service is None:
         _service = MetricsService(get_settings(), get_cache())

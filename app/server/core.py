@@ -94,7 +94,7 @@ class ApplicationCore(InitPluginProtocol, CLIPluginProtocol):
                 pool_engine: Any = engine()  # a PostgresEngine here, whose pool takes asyncpg's options
                 await pool_engine.start_connection_pool(min_size=1, max_size=10)
                 await get_metrics_service().listen(settings.database_url)
-                # read the frame now, in the background, rather than on the first uncached request
+                # read the shapes now, in the background, rather than on the first uncached request
                 background.add(asyncio.create_task(_preload()))
             if not settings.redis_url:
                 # Embedded: the in-process broker runs the refresh as a background task here.

@@ -52,7 +52,7 @@ class CacheState(msgspec.Struct):
 
 
 class ProcessState(msgspec.Struct):
-    frame_version: int | None  # the dataset version whose frame this process holds (None: not read yet)
+    frame_version: int | None  # the dataset version whose shapes this process holds (None: not read yet)
     answers_computed: int  # answers this process computed itself (cache misses)
     answers_local: int  # answers served from this process's own copy
 
