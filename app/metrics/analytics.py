@@ -101,6 +101,12 @@ class Dataset:
     cancellations: pl.DataFrame  # the cancellation invoices, by day
     products: pl.DataFrame  # the product grain, by day: `code`, and `product` (null for postage, fees, vouchers)
     countries: dict[str, str]  # casefolded name -> stored name, over every stored row
+    # what the transactions search matches against: the distinct stock codes and descriptions,
+    # lower-cased once, and whether every invoice number is digits only (then a `q` with
+    # another character matches no invoice, without looking at a million of them)
+    codes: pl.DataFrame  # code, text
+    descriptions: pl.DataFrame  # description, text
+    numeric_invoices: bool
 
     @property
     def version(self) -> int:
@@ -157,12 +163,20 @@ def prepare(invoices: pl.DataFrame, products: pl.DataFrame, tag: str = "0") -> D
         .sort("day")
     )
     sales_frame, cancel_frame, product_frame = pl.collect_all([sales, cancellations, product_rows])
+
+    def texts(column: str) -> pl.DataFrame:
+        distinct = product_frame.select(pl.col(column).drop_nulls().unique())
+        return distinct.with_columns(pl.col(column).str.to_lowercase().alias("text"))
+
     return Dataset(
         tag=tag,
         sales=sales_frame.rechunk(),
         cancellations=cancel_frame.rechunk(),
         products=product_frame.rechunk(),
         countries={name.casefold(): name for name in names},
+        codes=texts("code"),
+        descriptions=texts("description"),
+        numeric_invoices=bool(sales_frame.get_column("invoice_no").str.contains(r"^[0-9]*$").all()),
     )
 
 

@@ -22,6 +22,7 @@ Totals come from the shapes too: no page counts the lines.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -88,12 +89,15 @@ class _Search:
     """What `q` matches: the stock codes, descriptions and invoice numbers that contain it."""
 
     def __init__(self, ds: Dataset, products: pl.DataFrame, grain: pl.DataFrame, needle: str) -> None:
-        def containing(values: pl.Series) -> list[str]:
-            return values.filter(values.str.to_lowercase().str.contains(needle, literal=True)).to_list()
+        def containing(texts: pl.DataFrame, column: str) -> list[str]:
+            return texts.filter(pl.col("text").str.contains(needle, literal=True)).get_column(column).to_list()
 
-        self.codes = containing(products.get_column("code").unique())
-        self.descriptions = containing(products.get_column("description").drop_nulls().unique())
-        self.invoices = containing(grain.get_column("invoice_no").unique())
+        self.codes = containing(ds.codes, "code")
+        self.descriptions = containing(ds.descriptions, "description")
+        self.invoices: list[str] = []
+        if not (ds.numeric_invoices and not needle.isdigit()):
+            found = grain.filter(pl.col("invoice_no").str.to_lowercase().str.contains(needle, literal=True))
+            self.invoices = found.get_column("invoice_no").unique().to_list()
         codes, descriptions = pl.col("code").is_in(self.codes), pl.col("description").is_in(self.descriptions)
         self.product_lines = products.filter(codes | descriptions)
         self.invoice_lines = grain.filter(pl.col("invoice_no").is_in(self.invoices))
@@ -156,7 +160,8 @@ async def page(ds: Dataset, filters: Filters, q: str | None, page: int, size: in
     needle = (q or "").strip().lower()
     lines: list[dict] = []
     if needle:
-        search = _Search(ds, _scope(ds.products, filters, country), grain, needle)
+        # the in-memory work in a thread: at 50x the invoice grain has a million rows
+        search = await asyncio.to_thread(_Search, ds, _scope(ds.products, filters, country), grain, needle)
         days = await search.per_day(where, postgres)
         total = int(days.get_column("lines").sum() or 0)
         if offset < total:
@@ -199,8 +204,10 @@ async def _listed(
         if key:  # a key of lines replaced since the link was made falls back to the page number
             sql = f"SELECT {_COLUMNS} FROM transactions WHERE {where.sql} AND (invoice_date, id) > ({{}}, {{}}) {order}"
             return await _rows(sql, *where.values, key[0]["invoice_date"], after)
-    # the timestamp the page starts at, from the grain's lines per timestamp
-    counts = grain.group_by("invoice_date").agg(pl.col("lines").sum()).sort("invoice_date")
+    # the timestamp the page starts at, from the grain's lines per timestamp (in a thread: see page)
+    counts = await asyncio.to_thread(
+        lambda: grain.group_by("invoice_date").agg(pl.col("lines").sum()).sort("invoice_date")
+    )
     start, skip, _ = _start(counts, "invoice_date", offset)
     sql = f"SELECT {_COLUMNS} FROM transactions WHERE {where.sql} AND invoice_date >= {{}} {order} OFFSET {skip}"
     return await _rows(sql, *where.values, _stamp(start, postgres))
