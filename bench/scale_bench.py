@@ -188,9 +188,7 @@ def measure(times: int, rounds: int) -> dict[str, str]:
         germany_lines = client.get("/metrics/page", params={"country": "Germany", "size": 50}).json()
         deep = germany_lines["pages"]
         by_number = [ms(lambda s=s: get("/metrics/page", country="Germany", page=deep - s)) for s in range(rounds)]
-        figures[f"page {deep - rounds + 1}..{deep} of Germany, by number (median)"] = (
-            f"{statistics.median(by_number):.1f} ms"
-        )
+        figures["last pages of Germany, by number (median)"] = f"{statistics.median(by_number):.1f} ms"
         last = client.get("/metrics/page", params={"country": "Germany", "page": deep - 1}).json()
         by_key = [
             ms(lambda s=s: get("/metrics/page", country="Germany", page=deep, after=last["next_after"], size=50 - s))

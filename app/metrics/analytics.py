@@ -130,20 +130,26 @@ def prepare(invoices: pl.DataFrame, products: pl.DataFrame, tag: str = "0") -> D
     products = products.cast(PRODUCT_SCHEMA)  # type: ignore[arg-type]
     names = sorted(invoices.get_column("country").unique().to_list())
     country = pl.Enum(names)
-    rows = invoices.lazy().with_columns(pl.col("country").cast(country))
+    # integer ids make the distinct-order counts 4x faster than on the text: the number itself
+    # when every invoice number is a plain one (no leading zero), else a dense rank
+    plain = bool(invoices.get_column("invoice_no").str.contains(r"^[1-9][0-9]{0,17}$").all())
+    number = pl.col("invoice_no")
+    order_id = number.cast(pl.Int64) if plain else number.rank("dense").cast(pl.Int64)
+    rows = invoices.lazy().with_columns(pl.col("country").cast(country), order_id.alias("order_id"))
+    # the loader reads the rows by invoice_date: then sorting (a copy of everything) is skipped
+    in_order = invoices.get_column("invoice_date").is_sorted()
     sales = (
         rows.filter(~pl.col("cancelled") & (pl.col("lines") > 0))
         .with_columns(
-            # integer ids make the distinct-order counts 4x faster than on the text
-            pl.col("invoice_no").cast(pl.Categorical).to_physical().alias("order_id"),
             # the period of each series frequency, computed once (weeks start on Monday)
             pl.col("day").dt.truncate("1w").alias("week"),
             pl.col("day").dt.month_start().alias("month"),
             pl.date(pl.col("day").dt.year(), 1, 1).alias("year"),
         )
         .drop("cancelled")
-        .sort("invoice_date", maintain_order=True)
     )
+    if not in_order:
+        sales = sales.sort("invoice_date", maintain_order=True)
     cancellations = (
         rows.filter(pl.col("cancelled"))
         .select("invoice_no", "day", "country", (-pl.col("revenue_milli")).alias("revenue_milli"))
@@ -170,9 +176,9 @@ def prepare(invoices: pl.DataFrame, products: pl.DataFrame, tag: str = "0") -> D
 
     return Dataset(
         tag=tag,
-        sales=sales_frame.rechunk(),
-        cancellations=cancel_frame.rechunk(),
-        products=product_frame.rechunk(),
+        sales=sales_frame,
+        cancellations=cancel_frame,
+        products=product_frame,
         countries={name.casefold(): name for name in names},
         codes=texts("code"),
         descriptions=texts("description"),

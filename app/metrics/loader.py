@@ -18,7 +18,7 @@ from app.metrics.analytics import INVOICE_SCHEMA, PRODUCT_SCHEMA, Dataset, prepa
 
 INVOICES = (
     "SELECT invoice_no, invoice_date, day, country, customer_id, cancelled, lines, units, revenue_milli"
-    " FROM sales_invoices"
+    " FROM sales_invoices ORDER BY invoice_date"
 )
 PRODUCTS = "SELECT day, country, product, description, lines, units, revenue_milli FROM product_days"
 CONNECT_TIMEOUT_SECONDS = 5
