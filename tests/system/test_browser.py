@@ -108,6 +108,17 @@ def test_a_new_user_reads_the_figures(server_with_data, engine_name):
         expect(page.locator("#lines")).to_contain_text("page 2 of")
         assert page.locator("#lines tbody tr").first.inner_text() != first_row
         assert "CAKESTAND" in page.locator("#lines tbody").inner_text()
+        # without a search, Next carries the key of the page's last line (any depth, same cost)
+        page.goto(f"{live_server}/metrics/page?country=Germany&page=3")
+        expect(page.locator("#q")).to_have_value("")  # no search: an empty box, not "None"
+        third_last = page.locator("#lines tbody tr").last.inner_text()
+        page.click("#lines >> text=Next ›")
+        expect(page).to_have_url(re.compile(r"after=\d+"))
+        expect(page.locator("#lines")).to_contain_text("page 4 of")
+        page.click("#lines >> text=‹ Previous")
+        expect(page.locator("#lines")).to_contain_text("page 3 of")
+        assert page.locator("#lines tbody tr").last.inner_text() == third_last
+        page.screenshot(path=str(ARTIFACTS / f"transactions-{engine_name}.png"), full_page=True)
 
         # a phone-width screen: the same dashboard, one column
         page.set_viewport_size({"width": 390, "height": 844})
