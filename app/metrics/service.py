@@ -20,7 +20,6 @@ from functools import lru_cache
 from typing import Any, TypeVar
 
 import msgspec
-from litestar.stores.redis import RedisStore
 
 from app.ingest.service import SqliteTag, dataset_tag
 from app.lib.cache import Cache, close_cache, get_cache
@@ -110,8 +109,9 @@ class MetricsService:
         self._lost: Any = None
         self._relisten: asyncio.Task | None = None
         self.tag_reads = 0
-        # answers kept in the process in front of Redis (the in-process store needs no copy)
-        self._local: LRU[str, bytes] | None = LRU(LOCAL_ENTRIES) if isinstance(cache.store, RedisStore) else None
+        # answers kept in the process in front of the shared cache: no round trip to Redis, and
+        # embedded, no trip through the store's lock and expiry (the bytes are shared, not copied)
+        self._local: LRU[str, bytes] = LRU(LOCAL_ENTRIES)
         self.local_hits = 0
         self.loads = 0  # shapes read from the database
         self.computed = 0  # answers computed (not served from the cache)
@@ -212,7 +212,7 @@ class MetricsService:
         tag = await self.tag()
         key = cache_key(tag, view.name, params)
         # a small in-process copy in front of Redis: keys carry the dataset tag, so it is never stale
-        body = self._local.get(key) if self._local is not None else None
+        body = self._local.get(key)
         if body is not None:
             self.local_hits += 1
             return body
@@ -236,8 +236,7 @@ class MetricsService:
         return body
 
     def _remember(self, key: str, body: bytes) -> None:
-        if self._local is not None:
-            self._local.put(key, body)
+        self._local.put(key, body)
 
     # -- refresh ---------------------------------------------------------------------------
 
