@@ -98,10 +98,11 @@ def day_bounds(first: object, last: object) -> Days | None:
     """The days of two stored timestamps (datetimes from PostgreSQL, text from SQLite)."""
     if first is None or last is None:
         return None
-    return _day(first), _day(last) + timedelta(days=1)
+    return as_day(first), as_day(last) + timedelta(days=1)
 
 
-def _day(value: object) -> date:
+def as_day(value: object) -> date:
+    """A stored day or timestamp as a date (PostgreSQL gives dates and datetimes, SQLite text)."""
     if isinstance(value, datetime):
         return value.date()
     if isinstance(value, date):

@@ -30,7 +30,7 @@ from typing import Any
 import polars as pl
 from piccolo.engine.postgres import PostgresEngine
 
-from app.ingest.shapes import SALES, product_key
+from app.ingest.shapes import SALES, as_day, product_key
 from app.ingest.tables import Transaction
 from app.lib.db import engine
 from app.metrics.analytics import MAX_PAGE, SIZE_RANGE, Dataset, check_dates, day_slice, in_range, money
@@ -130,16 +130,12 @@ class _Search:
                 *both.values,
             )
             counted = pl.DataFrame(
-                {"day": [_day(row["day"]) for row in twice], "lines": [-int(row["lines"]) for row in twice]},
+                {"day": [as_day(row["day"]) for row in twice], "lines": [-int(row["lines"]) for row in twice]},
                 schema={"day": pl.Date(), "lines": pl.Int64()},
             )
             parts.append(counted)
         frames = [part.select("day", pl.col("lines").cast(pl.Int64)) for part in parts]
         return pl.concat(frames).group_by("day").agg(pl.col("lines").sum()).filter(pl.col("lines") > 0).sort("day")
-
-
-def _day(value: object) -> date:
-    return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
 
 
 async def page(ds: Dataset, filters: Filters, q: str | None, page: int, size: int, after: int | None = None) -> Page:
