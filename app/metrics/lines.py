@@ -151,13 +151,13 @@ async def page(ds: Dataset, filters: Filters, q: str | None, page: int, size: in
         where.add("invoice_date < {}", _stamp(filters.end + timedelta(days=1), postgres))
     if country is not None:
         where.add("country = {}", country)
-    grain = _scope(ds.sales, filters, country)
+    grain = _scope(ds, "sales", filters, country)
     offset = (page - 1) * size
     needle = (q or "").strip().lower()
     lines: list[dict] = []
     if needle:
         # the in-memory work in a thread: at 50x the invoice grain has a million rows
-        search = await asyncio.to_thread(_Search, ds, _scope(ds.products, filters, country), grain, needle)
+        search = await asyncio.to_thread(_Search, ds, _scope(ds, "products", filters, country), grain, needle)
         days = await search.per_day(where, postgres)
         total = int(days.get_column("lines").sum() or 0)
         if offset < total:
@@ -177,10 +177,10 @@ async def page(ds: Dataset, filters: Filters, q: str | None, page: int, size: in
     )
 
 
-def _scope(frame: pl.DataFrame, filters: Filters, country: str | None) -> pl.DataFrame:
+def _scope(ds: Dataset, shape: str, filters: Filters, country: str | None) -> pl.DataFrame:
     """A shape's rows in the filters (in date order)."""
-    rows = day_slice(frame, filters.start, filters.end)
-    return rows.filter(pl.col("country") == country) if country is not None else rows
+    rows = getattr(ds, shape) if country is None else ds.of_country(shape, country)
+    return day_slice(rows, filters.start, filters.end)
 
 
 def _start(counts: pl.DataFrame, key: str, offset: int) -> tuple[Any, int, pl.Series]:
