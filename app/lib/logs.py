@@ -87,9 +87,10 @@ def lean_records() -> None:
 
 
 class BatchingHandler(logging.StreamHandler):
-    """stderr, written in batches: a line logged on the event loop is kept and written with the
-    others of the same 50 ms (one write call instead of one per request line); a line from any
-    other thread, or an error, is written at once with what was kept."""
+    """stderr, written in batches: a request line logged on the event loop is kept and written
+    with the others of the same 50 ms (one write call instead of one per request); any other
+    line (start-up, shutdown, warnings, errors, other threads) is written at once, with what
+    was kept before it, so nothing is lost or reordered when the process stops."""
 
     WINDOW_SECONDS = 0.05
 
@@ -111,7 +112,7 @@ class BatchingHandler(logging.StreamHandler):
             loop = None
         with self._lock_held():
             self._kept.append(line)
-            if loop is None or record.levelno >= logging.WARNING:
+            if loop is None or record.name != request_logger.name or record.levelno >= logging.WARNING:
                 self._write()
             elif not self._scheduled:
                 self._scheduled = True

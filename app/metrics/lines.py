@@ -96,7 +96,8 @@ class _Search:
         self.descriptions = containing(ds.descriptions, "description")
         self.invoices: list[str] = []
         if not (ds.numeric_invoices and not needle.isdigit()):
-            found = grain.filter(pl.col("invoice_no").str.to_lowercase().str.contains(needle, literal=True))
+            number = pl.col("invoice_no") if ds.numeric_invoices else pl.col("invoice_no").str.to_lowercase()
+            found = grain.filter(number.str.contains(needle, literal=True))
             self.invoices = found.get_column("invoice_no").unique().to_list()
         codes, descriptions = pl.col("code").is_in(self.codes), pl.col("description").is_in(self.descriptions)
         self.product_lines = products.filter(codes | descriptions)
