@@ -135,6 +135,10 @@ def database_error_message(error: BaseException) -> str | None:
         return f"cannot reach the database ({error}); is PostgreSQL running and DATABASE_URL right?"
     if isinstance(error, asyncpg.PostgresError):
         return f"the database refused the operation: {str(error).splitlines()[0]}"
+    if type(error).__module__.startswith("adbc_driver_manager") and isinstance(error, Exception):
+        # the shapes' reader (ADBC): the server is down, restarting or refused the read
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        return f"cannot read from the database ({first}); is PostgreSQL running and DATABASE_URL right?"
     if isinstance(error, sqlite3.OperationalError):
         return f"the SQLite database cannot be used ({error})"
     return None

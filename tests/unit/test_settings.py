@@ -84,3 +84,18 @@ def test_dotenv_in_the_working_folder_is_read_and_the_environment_wins(clean_env
     clean_env.delenv("JWT_EXPIRY_MINUTES")
     settings = load_settings()
     assert (settings.currency, settings.jwt_expiry_minutes, settings.port) == ("EUR", 15, 9100)
+
+
+def test_a_database_lost_mid_query_or_by_the_shapes_reader_is_a_clear_line_not_a_500():
+    import asyncpg
+    from adbc_driver_manager import AdbcStatusCode, OperationalError
+
+    from app.lib.db import database_error_message
+
+    lost = asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed in the middle of operation")
+    assert "connection was closed" in (database_error_message(lost) or "")
+    adbc = OperationalError(
+        "IO: [libpq] could not connect to server: Connection refused", status_code=AdbcStatusCode.IO
+    )
+    assert "cannot read from the database" in (database_error_message(adbc) or "")
+    assert database_error_message(ValueError("a bug")) is None  # anything else stays a 500, with its traceback
