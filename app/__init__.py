@@ -19,11 +19,11 @@ if TYPE_CHECKING:
 
 
 def create_app() -> Litestar:
-    if _cli_group() in ("data", "metrics", "users"):  # app.server.commands.GROUPS
+    from app.server.commands import GROUPS, commands_app
+
+    if _cli_group() in GROUPS:
         # The Litestar CLI builds the app to find its commands; ours need no routes, and
         # building none saves seconds of imports per command (`litestar data --help`).
-        from app.server.commands import commands_app
-
         return commands_app()
     from app.server.core import build_app
 
