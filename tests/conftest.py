@@ -33,6 +33,8 @@ else:
     os.environ["DATABASE_URL"] = ""  # wins over a developer's .env (load_dotenv does not override)
 os.environ["DATA_DIR"] = str(_TMP / "var")
 os.environ.pop("REDIS_URL", None)
+# Most tests sign up several users; the closed default (admins create accounts) has its own tests.
+os.environ["REGISTRATION_OPEN"] = "true"
 
 
 def pytest_report_header() -> str:

@@ -17,6 +17,7 @@ from litestar.response import Redirect, Template
 from app.admin.uploads import UploadRefused, save_upload
 from app.auth.guards import requires_admin
 from app.ingest import jobs
+from app.ingest.demo import DEMO_FILE
 from app.ingest.service import OVERLAP_MODES, dataset_status
 from app.ingest.tables import Import
 from app.lib.settings import get_settings
@@ -90,6 +91,21 @@ class DataController(Controller):
         finally:
             await upload.close()
         logger.info("upload by %s: import job %s started for %s", job.user, job_id, job.file_name)
+        return Redirect(path=f"/data/jobs/{job_id}", status_code=303, headers=NO_STORE_HEADERS)
+
+    @post("/demo")
+    async def demo(self, request: Request) -> Template | Redirect:
+        """Load the demo data set: an ordinary import of the shipped file, with the upload's progress."""
+        await check_csrf(request)
+        folder = jobs.new_folder()
+        try:
+            shutil.copyfile(DEMO_FILE, folder / "upload")
+            job = jobs.Job(file_name=DEMO_FILE.name, user=request.scope["user"]["username"])
+            job_id = jobs.start(folder, job)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        logger.info("demo data by %s: import job %s started", job.user, job_id)
         return Redirect(path=f"/data/jobs/{job_id}", status_code=303, headers=NO_STORE_HEADERS)
 
     @get("/jobs/{job_id:str}")

@@ -97,14 +97,22 @@ class AuthController(Controller):
     tags = ["auth"]  # noqa: RUF012
 
     @get("/login", include_in_schema=False)
-    async def login_page(self, request: Request, next_: Annotated[str, QueryParameter(name="next")] = "/") -> Response:
+    async def login_page(
+        self,
+        request: Request,
+        next_: Annotated[str, QueryParameter(name="next")] = "/",
+        signed_out: Annotated[bool, QueryParameter(description="after a logout: say so")] = False,
+    ) -> Response:
         if request.scope.get("user"):
             return Redirect(path=safe_next(next_))
-        return form_page(request, "login.html", 200, next=safe_next(next_), username="")
+        open_ = await get_accounts().registration_open()
+        return form_page(
+            request, "login.html", 200, next=safe_next(next_), username="", signed_out=signed_out, open=open_
+        )
 
     @get("/register", include_in_schema=False)
     async def register_page(self, request: Request) -> Template:
-        return form_page(request, "register.html", 200, username="", open=get_settings().registration_open)
+        return form_page(request, "register.html", 200, username="", open=await get_accounts().registration_open())
 
     @post(
         "/auth/register",
@@ -159,6 +167,7 @@ class AuthController(Controller):
                 error=str(error),
                 username=raw.get("username", ""),
                 next=safe_next(str(raw.get("next") or "/")),
+                open=await accounts.registration_open(),
             )
             if isinstance(error, RateLimited):
                 page.headers["retry-after"] = str(error.retry_after)
@@ -183,7 +192,7 @@ class AuthController(Controller):
         if claims is None:  # no valid token or session: nothing to log out
             if api:
                 raise NotAuthorizedException("not signed in: there is no session or valid token to log out")
-            ended = go_to(request, "/login")  # a browser whose session had already ended
+            ended = go_to(request, "/login?signed_out=true")  # a browser whose session had already ended
             ended.set_cookie(session_cookie(None, 0))
             return ended
         await check_csrf(request)
@@ -193,9 +202,9 @@ class AuthController(Controller):
         else:
             # Clear-Site-Data drops the tab's cached pages, so Back shows no figures
             headers = {**NO_STORE, "clear-site-data": '"cache", "storage"'}
-            response = Redirect(path="/login", status_code=303, headers=headers)
+            response = Redirect(path="/login?signed_out=true", status_code=303, headers=headers)
             if is_htmx(request):
-                response = Response(content=b"", headers={**headers, "hx-redirect": "/login"})
+                response = Response(content=b"", headers={**headers, "hx-redirect": "/login?signed_out=true"})
         response.set_cookie(session_cookie(None, 0))
         return response
 

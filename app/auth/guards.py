@@ -6,9 +6,11 @@ from __future__ import annotations
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers import BaseRouteHandler
+from litestar.response import Redirect
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from app.auth.deps import get_accounts
+from app.lib.web.asking import NO_STORE_HEADERS, wants_json
 from app.lib.web.csrf import SESSION_KEY
 
 SESSION_COOKIE = "shop_session"
@@ -17,6 +19,12 @@ SESSION_COOKIE = "shop_session"
 # which costs a copy of the route handler on every call (a third of a warm metrics request).
 LOGIN = {"login": True}
 NOT_SIGNED_IN = "sign in first: send the token as `Authorization: Bearer ...` or log in"
+# what a user whose password is an admin's one-time password may do: choose their own, or leave
+FIRST_PASSWORD_PATHS = frozenset({"/users/me", "/users/me/password", "/auth/logout"})
+FIRST_LOGIN = (
+    "your password is a one-time one from an admin: choose your own first "
+    "(POST /users/me/password with current_password and new_password)"
+)
 
 
 def _token(scope: Scope) -> tuple[str | None, bool]:
@@ -53,6 +61,13 @@ class AuthMiddleware:
                         scope[SESSION_KEY] = found[1].jti  # type: ignore[literal-required]  # our own scope key
             if scope["user"] is None and scope["route_handler"].opt.get("login"):
                 raise NotAuthorizedException(NOT_SIGNED_IN)
+            user = scope["user"]
+            if user is not None and user.get("must_change_password") and scope["path"] not in FIRST_PASSWORD_PATHS:
+                if wants_json(ASGIConnection(scope)):
+                    raise PermissionDeniedException(FIRST_LOGIN)
+                go = Redirect(path="/users/me", status_code=303, headers=NO_STORE_HEADERS)
+                await go.to_asgi_response(app=None, request=None)(scope, receive, send)  # type: ignore[arg-type]  # a Redirect needs neither app nor request to answer
+                return
         await self.app(scope, receive, send)
 
 

@@ -27,6 +27,7 @@ T = TypeVar("T")
 USERNAME = re.compile(r"[A-Za-z0-9_.-]{3,30}")
 PASSWORD_LENGTH = (8, 1024)
 BAD_LOGIN = "wrong username or password"
+REGISTRATION_CLOSED = "registration is closed on this instance: ask an admin of this instance for an account"
 TOKEN_MEMORY_SECONDS = 2.0
 TOKEN_MEMORY_ENTRIES = 10_000  # the same words for an unknown user and a wrong password
 
@@ -106,10 +107,18 @@ def check_password(password: str, field: str = "password") -> str:
 
 # the user a token names, and whether that token was logged out (one round trip for both)
 _USER_AND_REVOCATION = (
-    "SELECT id, username, is_admin, is_active, created_at, token_version, "
+    "SELECT id, username, is_admin, is_active, created_at, token_version, must_change_password, "
     "EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = {jti}) AS revoked FROM users WHERE id = {id}"
 )
-_USER_COLUMNS = (User.id, User.username, User.is_admin, User.is_active, User.created_at, User.token_version)
+_USER_COLUMNS = (
+    User.id,
+    User.username,
+    User.is_admin,
+    User.is_active,
+    User.created_at,
+    User.token_version,
+    User.must_change_password,
+)
 
 
 class Accounts:
@@ -180,6 +189,10 @@ class Accounts:
             self._recent[token] = (until, found)
         return found
 
+    def forget_user(self, user_id: int) -> None:
+        """Check this user's tokens again on their next request (an admin changed the account)."""
+        self._forget(user_id=user_id)
+
     def _forget(self, *, jti: str | None = None, user_id: int | None = None) -> None:
         for token, (_, (user, claims)) in list(self._recent.items()):
             if claims.jti == jti or user["id"] == user_id:
@@ -217,17 +230,21 @@ class Accounts:
     async def register(self, username: str, password: str, *, admin: bool = False) -> dict:
         check_username(username)
         check_password(password)
-        if not admin and not self.settings.registration_open:
-            raise RegistrationClosed("registration is closed on this instance: ask an admin for an account")
+        first = not await User.exists().run()
+        if not (admin or first or self.settings.registration_open):
+            raise RegistrationClosed(REGISTRATION_CLOSED)
         # hashed before the name is looked up, so a taken name costs the same time as a free one
         # (the 409 still tells that a name exists: the residual risk, documented in the README)
         password_hash = await hash_password(password)
         if await find_user_id(username) is not None:
             raise Conflict("username: this name is taken, choose another", "username")
-        first = not await User.exists().run()
         user = User(username=username, password_hash=password_hash, is_admin=admin or first)
         await user.save().run()
         return await _user(user.id)
+
+    async def registration_open(self) -> bool:
+        """Whether /register takes a new account: the setting, or no account yet (the first is the admin)."""
+        return self.settings.registration_open or not await User.exists().run()
 
     async def authenticate(self, username: str, password: str, client: str) -> dict:
         """The user, or BadCredentials (same message, same cost, whether the name exists or not)."""
@@ -245,6 +262,7 @@ class Accounts:
             raise BadCredentials(BAD_LOGIN)
         await self.limiter.succeeded(client, username)
         row.pop("password_hash")
+        await User.update({User.last_login_at: datetime.now(UTC)}).where(User.id == row["id"]).run()
         return row
 
     async def change_password(self, user: dict, current: str, new: str) -> dict:
@@ -254,7 +272,13 @@ class Accounts:
             raise BadCredentials("current password: it is not right", "current_password")
         new_hash = await hash_password(new)
         await (
-            User.update({User.password_hash: new_hash, User.token_version: User.token_version + 1})
+            User.update(
+                {
+                    User.password_hash: new_hash,
+                    User.token_version: User.token_version + 1,
+                    User.must_change_password: False,
+                }
+            )
             .where(User.id == user["id"])
             .run()
         )

@@ -18,8 +18,14 @@ class User(Table, tablename="users"):
     is_admin = Boolean(default=False)
     is_active = Boolean(default=True)
     created_at = Timestamptz(default=TimestamptzNow())
-    # bumped by a password change: tokens carrying an older value are refused
+    # bumped by a password change, a reset and a deactivation: tokens carrying an older value are refused
     token_version = Integer(default=0)
+    last_login_at = Timestamptz(null=True, default=None)
+    # set by an admin's one-time password: the user chooses their own before anything else
+    must_change_password = Boolean(default=False)
+    # an invite link's token, as its SHA-256 (the link itself is shown once to the admin)
+    invite_hash = Varchar(length=64, null=True, default=None, secret=True)
+    invite_expires_at = Timestamptz(null=True, default=None)
 
 
 class RevokedToken(Table, tablename="revoked_tokens"):

@@ -1,4 +1,4 @@
-"""`litestar data ...`: import a file, replace all data, show what is loaded.
+"""`litestar data ...`: import a file or the demo data, replace all data, show what is loaded.
 
 The importer and the database are imported inside the commands: `litestar data --help`
 loads none of them (app/__init__.py builds no routes for the CLI's own commands)."""
@@ -186,6 +186,18 @@ def register(cli: click.Group) -> None:
     def replace_command(file: str, skip_invalid: bool, rejects: str | None) -> None:
         """Replace all transactions with FILE's, in one transaction (same as `data import --replace`)."""
         _import(file, True, skip_invalid, rejects)
+
+    @data.command(name="demo")
+    @click.option("--replace", is_flag=True, help="Replace all stored transactions with the demo data.")
+    def demo_command(replace: bool) -> None:
+        """Load the demo data set: a third of the real UCI Online Retail shop (191,404 lines).
+
+        An ordinary import of the file shipped in app/ingest/demo/ (CC BY 4.0, see its README):
+        replace it later with your own export (`data import FILE --replace`).
+        """
+        from app.ingest.demo import DEMO_FILE
+
+        _import(str(DEMO_FILE), replace, False, None)
 
     @data.command(name="status")
     @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")

@@ -64,7 +64,7 @@ class Settings:
     cache_ttl_seconds: int = 86400
     refresh_cron: str = "*/10 * * * *"
     refresh_interval_seconds: int = 0  # when set, replaces refresh_cron
-    registration_open: bool = True
+    registration_open: bool = False  # after the first account (the admin), admins create accounts
     max_upload_mb: int = 200
     max_import_rows: int = 50_000_000  # lines per import (CLI and upload): a cap against bombs
     log_format: str = "text"  # or "json": one JSON object per line
@@ -153,7 +153,7 @@ def load_settings() -> Settings:
         cache_ttl_seconds=_int("CACHE_TTL_SECONDS", 86400),
         refresh_cron=refresh_cron,
         refresh_interval_seconds=_int("REFRESH_INTERVAL_SECONDS", 0, minimum=0),
-        registration_open=_bool("REGISTRATION_OPEN", True),
+        registration_open=_bool("REGISTRATION_OPEN", False),
         max_upload_mb=_int("MAX_UPLOAD_MB", 200),
         max_import_rows=_int("MAX_IMPORT_ROWS", 50_000_000),
         log_format=log_format,

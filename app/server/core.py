@@ -54,6 +54,7 @@ class ApplicationCore(InitPluginProtocol, CLIPluginProtocol):
         from app.admin.piccolo import admin
         from app.auth.controllers import AuthController
         from app.auth.guards import AuthMiddleware
+        from app.auth.users_controllers import InviteController, UsersController
         from app.lib.web.deadline import Deadline
         from app.lib.web.errors import handle_exception
         from app.lib.web.headers import before_send
@@ -67,6 +68,8 @@ class ApplicationCore(InitPluginProtocol, CLIPluginProtocol):
         app_config.route_handlers.extend(
             [
                 AuthController,
+                UsersController,
+                InviteController,
                 dashboard_page,
                 DataController,
                 HealthController,

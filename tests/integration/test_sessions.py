@@ -58,7 +58,7 @@ async def test_logout_without_a_session_is_401_for_scripts_and_the_login_page_fo
     again = await client.post("/auth/logout", headers=bearer(token))  # already logged out
     assert again.status_code == 401
     browser = await client.post("/auth/logout", data={"_csrf": "x"}, headers=HTML)
-    assert browser.status_code == 303 and browser.headers["location"] == "/login"
+    assert browser.status_code == 303 and browser.headers["location"] == "/login?signed_out=true"
 
 
 async def test_a_browser_logout_still_needs_the_forms_token(client):

@@ -359,7 +359,7 @@ async def test_logging_out_from_the_browser(client, small):
     await browser_login(client)
     csrf = await form_token(client)
     response = await client.post("/auth/logout", data={"_csrf": csrf}, headers=HTML)
-    assert response.status_code == 303 and response.headers["location"] == "/login"
+    assert response.status_code == 303 and response.headers["location"] == "/login?signed_out=true"
     assert '"cache"' in response.headers["clear-site-data"]
     assert (await client.get("/", headers=HTML)).status_code == 303
 

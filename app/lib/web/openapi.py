@@ -31,10 +31,14 @@ BEARER: list[dict[str, list[str]]] = [{"BearerToken": []}]
 NO_NUL = "^[^\\u0000]*$"  # PostgreSQL refuses a NUL in text: so do the parameters
 
 
-def json_body(properties: dict[str, Schema | Reference], description: str) -> type[Operation]:
+def json_body(
+    properties: dict[str, Schema | Reference], description: str, required: list[str] | None = None
+) -> type[Operation]:
     """An Operation class that documents a JSON request body the handler reads itself (it also
     takes the same fields as a form, for browsers): so the schema, and a fuzzer, know it."""
-    schema = Schema(type=OpenAPIType.OBJECT, properties=properties, required=sorted(properties))
+    schema = Schema(
+        type=OpenAPIType.OBJECT, properties=properties, required=sorted(properties) if required is None else required
+    )
 
     @dataclass
     class WithBody(Operation):
@@ -57,8 +61,8 @@ def errors(*codes: int) -> dict[int, ResponseSpec]:
         400: "A parameter or the body is invalid; `detail` says which and how to fix it",
         401: "Not signed in, or the token is expired, revoked or invalid",
         403: "Not allowed (admins only, a missing CSRF token on a form, or registration closed)",
-        404: "Unknown country; `detail` names it",
-        409: "The username is taken",
+        404: "Not found (a country, a user, an invite); `detail` names it",
+        409: "A conflict: the username is taken, or the change would leave no active admin",
         415: "The body is neither JSON nor a form",
         429: "Too many failed logins; see the Retry-After header",
         503: "The database is unavailable; retry shortly",
