@@ -1,23 +1,81 @@
 // Draws the revenue charts (uPlot) from their data-chart attribute, on load and after every htmx swap.
+// The y axis is in the currency from zero; the x axis and the tooltip speak the tables' date style;
+// a year view is drawn as bars. Styles are set through the CSSOM (allowed by the page's CSP).
 (function () {
   "use strict";
-  function money(value) {
-    return value.toLocaleString(undefined, { maximumFractionDigits: 0 });
+  var MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+
+  function whole(value) {
+    return value.toLocaleString("en-GB", { maximumFractionDigits: 0 });
   }
+  function cents(value) {
+    return value.toLocaleString("en-GB", { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+  }
+  function tick(ts, freq) {
+    var d = new Date(ts * 1e3);
+    if (freq === "year") return String(d.getUTCFullYear());
+    if (freq === "month") return MONTHS[d.getUTCMonth()] + " " + d.getUTCFullYear();
+    return d.getUTCDate() + " " + MONTHS[d.getUTCMonth()];
+  }
+
+  function tooltipPlugin(data) {
+    var tip;
+    return {
+      hooks: {
+        init: function (u) {
+          tip = document.createElement("div");
+          tip.className = "chart-tip";
+          tip.setAttribute("role", "status");
+          tip.hidden = true;
+          u.over.appendChild(tip);
+        },
+        setCursor: function (u) {
+          var i = u.cursor.idx;
+          if (i == null || u.cursor.left < 0) { tip.hidden = true; return; }
+          tip.hidden = false;
+          tip.textContent = data.labels[i] + ": " + data.symbol + cents(data.y[i]);
+          var left = u.valToPos(data.x[i], "x");
+          var top = u.valToPos(data.y[i], "y");
+          var width = tip.offsetWidth;
+          tip.style.left = Math.min(Math.max(left - width / 2, 0), u.over.clientWidth - width) + "px";
+          tip.style.top = Math.max(top - 34, 0) + "px";
+        },
+      },
+    };
+  }
+
   function draw(el) {
     if (el.dataset.drawn || !window.uPlot) return;
     el.dataset.drawn = "1";
     var data = JSON.parse(el.dataset.chart);
     if (!data.x.length) return;
+    var bars = data.freq === "year" || data.x.length < 3;
+    var series = { label: "Revenue", stroke: "#2f5bd3", fill: "rgba(47, 91, 211, 0.12)", width: 2, points: { show: data.x.length < 60 } };
+    if (bars) {
+      series.paths = uPlot.paths.bars({ size: [0.5, 120] });
+      series.fill = "rgba(47, 91, 211, 0.75)";
+      series.points = { show: false };
+    }
     var opts = {
       width: Math.max(el.clientWidth, 280),
       height: 260,
+      padding: [12, 32, 0, 0],  // room for the last period's label
       tzDate: function (ts) { return uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC"); },
       legend: { show: false },
-      cursor: { y: false },
-      scales: { x: { time: true } },
-      axes: [{}, { size: 86, values: function (u, vals) { return vals.map(money); } }],
-      series: [{}, { label: "Revenue", stroke: "#2f5bd3", fill: "rgba(47, 91, 211, 0.12)", width: 2, points: { show: data.x.length < 60 } }],
+      cursor: { y: false, points: { show: !bars } },
+      plugins: [tooltipPlugin(data)],
+      scales: {
+        x: bars ? { time: true, range: function (u, min, max) { var pad = Math.max((max - min) / 2, 86400 * 200); return [min - pad, max + pad]; } } : { time: true },
+        y: { range: function (u, min, max) { return [0, max > 0 ? max * 1.08 : 1]; } },
+      },
+      axes: [
+        {
+          values: function (u, ticks) { return ticks.map(function (ts) { return tick(ts, data.freq); }); },
+          splits: bars || data.freq === "month" && data.x.length <= 14 ? function () { return data.x; } : undefined,
+        },
+        { size: 86, values: function (u, vals) { return vals.map(function (v) { return data.symbol + whole(v); }); } },
+      ],
+      series: [{}, series],
     };
     var chart = new uPlot(opts, [data.x, data.y], el);
     new ResizeObserver(function () { chart.setSize({ width: Math.max(el.clientWidth, 280), height: 260 }); }).observe(el);

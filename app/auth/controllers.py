@@ -136,6 +136,7 @@ class AuthController(Controller):
                 request, "register.html", error.status_code, error=str(error), username=raw.get("username", "")
             )
         if form:  # signed in straight away
+            await accounts.record_login(user["id"])
             token, lifetime = accounts.issue(user)
             response = go_to(request, "/")
             response.set_cookie(session_cookie(token, lifetime))

@@ -262,8 +262,12 @@ class Accounts:
             raise BadCredentials(BAD_LOGIN)
         await self.limiter.succeeded(client, username)
         row.pop("password_hash")
-        await User.update({User.last_login_at: datetime.now(UTC)}).where(User.id == row["id"]).run()
+        await self.record_login(row["id"])
         return row
+
+    async def record_login(self, user_id: int) -> None:
+        """The Users page's "last login" (a login, or a sign-up or invite that signs the browser in)."""
+        await User.update({User.last_login_at: datetime.now(UTC)}).where(User.id == user_id).run()
 
     async def change_password(self, user: dict, current: str, new: str) -> dict:
         check_password(new, "new_password")

@@ -6,6 +6,7 @@ the rules and the audit log are in app.auth.users.
 
 from __future__ import annotations
 
+import secrets
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -19,11 +20,14 @@ from app.auth.controllers import NO_STORE, form_page, go_to, read_body, session_
 from app.auth.deps import get_accounts
 from app.auth.guards import requires_admin
 from app.auth.service import PASSWORD_LENGTH, USERNAME, AuthError
+from app.lib.cache import get_cache
 from app.lib.web.asking import FORM_TYPES, wants_json
 from app.lib.web.csrf import check_csrf
 from app.lib.web.openapi import BEARER, errors, json_body, text
 
 _BOOL = {"type": "boolean"}
+SHOWN_PREFIX = "users:shown:"
+SHOWN_SECONDS = 300
 
 
 class ActiveChange(msgspec.Struct):
@@ -36,6 +40,13 @@ class AdminChange(msgspec.Struct):
 
 class ResetRequest(msgspec.Struct, forbid_unknown_fields=False):
     method: Literal["password", "invite"] = "password"
+
+
+class Shown(msgspec.Struct):
+    """A new secret waiting for its one showing."""
+
+    created: users.Created
+    reset: bool
 
 
 class InviteAccept(msgspec.Struct, forbid_unknown_fields=False):
@@ -93,10 +104,18 @@ class UsersController(Controller):
         self,
         request: Request,
         done: Annotated[str, QueryParameter(description="the page's note after a change", max_length=20)] = "",
+        shown: Annotated[str, QueryParameter(description="the note of a secret to show once", max_length=40)] = "",
     ) -> list[users.UserRow]:
         if wants_json(request):
             return await users.list_users()
-        return await self._page(request, message=_DONE.get(done, ""))  # type: ignore[return-value]  # a browser gets the page; the declared list is the JSON answer
+        context: dict[str, Any] = {"message": _DONE.get(done, "")}
+        kept = await get_cache().pop(f"{SHOWN_PREFIX}{shown}") if shown else None
+        if kept is not None:
+            once = msgspec.json.decode(kept, type=Shown)
+            context.update(created=once.created, reset=once.reset, base=_base(request))
+        elif shown:
+            context["message"] = "That password or link was shown once already: reset it to make a new one."
+        return await self._page(request, **context)  # type: ignore[return-value]  # a browser gets the page; the declared list is the JSON answer
 
     @post(
         "/",
@@ -116,7 +135,7 @@ class UsersController(Controller):
             raw = dict(await request.form())
             return await self._page(request, error.status_code, error=str(error), form=raw)  # type: ignore[return-value]  # a form gets a page
         if _form(request):
-            return await self._page(request, 201, created=created, base=_base(request))  # type: ignore[return-value]  # a form gets a page
+            return await self._show_once(request, created, reset=False)  # type: ignore[return-value]  # a form gets a page
         return created
 
     @post(
@@ -162,8 +181,18 @@ class UsersController(Controller):
                 raise
             return await self._page(request, error.status_code, error=str(error))  # type: ignore[return-value]  # a form gets a page
         if _form(request):
-            return await self._page(request, 200, created=created, reset=True, base=_base(request))  # type: ignore[return-value]  # a form gets a page
+            return await self._show_once(request, created, reset=True)  # type: ignore[return-value]  # a form gets a page
         return created
+
+    async def _show_once(self, request: Request, created: users.Created, reset: bool) -> Response | Template:
+        """Post/Redirect/Get for a new secret: it waits (5 minutes at most) under a random note
+        for the page the browser is sent to, which reads it once, so a reload posts nothing
+        again and shows no secret again. Without the cache (Redis down) the page is the answer."""
+        note = secrets.token_urlsafe(16)
+        shown = msgspec.json.encode(Shown(created, reset))
+        if await get_cache().set(f"{SHOWN_PREFIX}{note}", shown, expires_in=SHOWN_SECONDS):
+            return go_to(request, f"/users?shown={note}")
+        return await self._page(request, 200, created=created, reset=reset, base=_base(request))
 
     async def _change(self, request: Request, change: Any, model: type[msgspec.Struct]) -> users.UserRow:
         try:
@@ -213,6 +242,7 @@ class InviteController(Controller):
         except HTTPException:
             raise
         accounts = get_accounts()
+        await accounts.record_login(user["id"])
         session, lifetime = accounts.issue(user)
         response = go_to(request, "/")
         response.headers.update(NO_STORE)

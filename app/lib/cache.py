@@ -166,6 +166,13 @@ class Cache:
         self.stats.stores += 1
         return True
 
+    async def pop(self, key: str) -> bytes | None:
+        """Get and delete: a value meant to be read once."""
+        value = await self.get(key)
+        if value is not None:
+            await self.call(lambda: self.store.delete(key))
+        return value
+
     async def close(self) -> None:
         if self.client is not None:
             await self.client.aclose()

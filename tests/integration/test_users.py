@@ -225,7 +225,12 @@ async def test_the_users_forms_need_their_token_and_work_with_it(client):
     assert (await User.select(User.is_active).where(User.id == bob_id).first())["is_active"] is True
     csrf = await form_token(client, "/users")
     made = await client.post("/users", data={"_csrf": csrf, "username": "eve", "method": "invite"}, headers=HTML)
-    assert made.status_code == 201 and "http://t/invite/" in made.text
+    assert made.status_code == 303 and made.headers["location"].startswith("/users?shown=")
+    shown = await client.get(made.headers["location"], headers=HTML)
+    assert "http://t/invite/" in shown.text and "Invite for eve" in shown.text
+    again = await client.get(made.headers["location"], headers=HTML)  # a reload: posts nothing, shows no secret
+    assert "/invite/" not in again.text and "shown once already" in again.text
+    assert await User.count() == 3
     off = await client.post(f"/users/{bob_id}/active", data={"_csrf": csrf, "active": "false"}, headers=HTML)
     assert off.status_code == 303 and off.headers["location"].startswith("/users?done=")
     assert "Deactivated" in (await client.get("/users", headers=HTML)).text

@@ -20,6 +20,15 @@ ARTIFACTS = ROOT / "artifacts"
 pytestmark = pytest.mark.usefixtures("empty_db")
 
 
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+]
+
+
 def _chromium() -> str:
     if not Path(CHROMIUM).exists():
         message = f"{CHROMIUM} not found: `apt-get install -y chromium` (the browser tests drive Debian's chromium)"
@@ -48,16 +57,7 @@ def test_a_new_user_reads_the_figures(server_with_data, engine_name):
     ARTIFACTS.mkdir(exist_ok=True)
     errors: list[str] = []
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=executable,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-dev-shm-usage",
-                "--disable-background-networking",
-                "--disable-component-update",
-            ],
-        )
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.on("pageerror", lambda error: errors.append(str(error)))
         page.set_default_timeout(20_000)
@@ -130,7 +130,8 @@ def test_a_new_user_reads_the_figures(server_with_data, engine_name):
 
         # log out: the dashboard is closed, and Back shows no figures
         page.click("text=Log out")
-        expect(page).to_have_url(re.compile(r"/login$"))
+        expect(page).to_have_url(re.compile(r"/login\?signed_out=true$"))
+        expect(page.locator("#login")).to_contain_text("You are signed out.")
         page.go_back()
         expect(page.locator("body")).not_to_contain_text("£10,655,622.48")
         page.goto(f"{live_server}/")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import calendar
 import json
 from collections.abc import Callable
 from datetime import date, datetime
@@ -53,10 +54,34 @@ def period(value: date, freq: str) -> str:
     return f"{value:%a %-d %b %Y}"
 
 
-def chart_json(points: list[Any]) -> str:
-    """Data for static/app.js's chart: x as Unix seconds (UTC midnight), y as revenue."""
-    x = [int(datetime(p.period.year, p.period.month, p.period.day).timestamp()) for p in points]
-    return json.dumps({"x": x, "y": [p.revenue for p in points]})
+def chart_json(points: list[Any], freq: str = "month", currency: str = "GBP") -> str:
+    """Data for static/app.js's chart: x as Unix seconds (UTC midnight), y as revenue, the
+    period's label as the tables spell it, and the currency's symbol (for the axis and the tooltip)."""
+    return json.dumps(
+        {
+            "x": [calendar.timegm(p.period.timetuple()) for p in points],
+            "y": [p.revenue for p in points],
+            "labels": [period(p.period, freq) for p in points],
+            "freq": freq,
+            "symbol": SYMBOLS.get(currency, currency + " "),
+        }
+    )
+
+
+def price(value: float | None, currency: str = "GBP", places: int = 2) -> str:
+    """A unit price: `places` decimals (the transactions page uses 3 for the whole column when a
+    price on it has a third decimal, so the column's decimals line up)."""
+    if value is None:
+        return "–"
+    symbol = SYMBOLS.get(currency)
+    amount = f"{abs(value):,.{places}f}"
+    sign = "−" if value < 0 else ""
+    return f"{sign}{symbol}{amount}" if symbol else f"{sign}{amount} {currency}"
+
+
+def price_places(values: list[float]) -> int:
+    """3 if any of the prices has a third decimal (NUMERIC(12, 3) prices), else 2."""
+    return 3 if any(round(value * 1000) % 10 for value in values if value is not None) else 2
 
 
 def query_builder(defaults: dict[str, Any]) -> Callable[..., str]:
@@ -78,6 +103,8 @@ def configure(engine: JinjaTemplateEngine, defaults: dict[str, Any] | None = Non
     env.auto_reload = not get_settings().is_postgres
     env.filters.update(money=money, number=number, percent=percent, day=day, moment=moment, period=period)
     env.filters["chart_json"] = chart_json
+    env.filters["price"] = price
+    env.globals["price_places"] = price_places
     env.globals["defaults"] = defaults = defaults or {}
     env.globals["with_query"] = query_builder(defaults)
     engine.register_template_callable("csrf_token", lambda context: csrf_token(context["request"]))

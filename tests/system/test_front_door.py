@@ -1,0 +1,146 @@
+"""The front door in a real browser: an empty instance, its first account, the demo data loaded
+from the empty dashboard, a second user made on the Users page who signs in elsewhere, is kept
+off the admin pages, and is signed out everywhere when deactivated. Then the main pages at
+desktop and phone widths: nothing wider than the screen, the key columns in view, no console
+error (a CSP violation is one). Screenshots go to artifacts/ (git-ignored)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+
+from app.lib.web.templating import money
+from tests.helpers import live_server
+from tests.system.test_browser import ARTIFACTS, CHROMIUM_ARGS, _chromium
+
+pytestmark = pytest.mark.usefixtures("empty_db")
+
+WIDTHS = {"desktop": (1366, 900), "phone": (390, 844)}
+
+
+@pytest.fixture
+async def empty_server(tmp_path) -> Iterator[str]:
+    from app.auth.tables import User
+
+    await User.delete(force=True).run()
+    with live_server(tmp_path) as (_, base):
+        yield base
+
+
+def _demo_revenue() -> str:
+    import duckdb
+
+    from app.ingest.demo import DEMO_FILE
+
+    (revenue,) = duckdb.sql(
+        f"""SELECT sum(Quantity * CAST(UnitPrice AS DECIMAL(18, 3))) FROM '{DEMO_FILE}'
+            WHERE NOT starts_with(InvoiceNo, 'C') AND NOT starts_with(InvoiceNo, 'A')
+              AND Quantity > 0 AND UnitPrice > 0"""
+    ).fetchall()[0]
+    return money(float(round(revenue, 2)))
+
+
+def test_a_newcomer_loads_the_demo_and_manages_a_second_user(empty_server, engine_name):
+    base = empty_server
+    from playwright.sync_api import expect, sync_playwright
+
+    revenue = _demo_revenue()
+    ARTIFACTS.mkdir(exist_ok=True)
+    problems: list[str] = []
+
+    def watch(page) -> None:
+        page.on("pageerror", lambda error: problems.append(f"{page.url}: {error}"))
+        page.on("console", lambda message: message.type == "error" and problems.append(f"{page.url}: {message.text}"))
+        page.set_default_timeout(30_000)
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=_chromium(), args=CHROMIUM_ARGS)
+        owner = browser.new_context(viewport={"width": 1366, "height": 900})
+        page = owner.new_page()
+        watch(page)
+
+        # the login page says what this is; the first account is the admin
+        page.goto(f"{base}/")
+        expect(page.locator("#login .lead")).to_contain_text("Shop analytics")
+        page.click("text=Create one")
+        page.fill("#username", "owner")
+        page.fill("#password", "the owner's long password")
+        page.click("button[type=submit]")
+        expect(page.locator("h1")).to_have_text("No transactions are loaded yet")
+        page.screenshot(path=str(ARTIFACTS / f"front-empty-{engine_name}.png"), full_page=True)
+
+        # one click: the demo data, imported like any file, and real figures
+        page.click("text=Load the demo data")
+        expect(page.locator("body")).to_contain_text("Imported online_retail_demo.parquet")
+        page.click("text=Open the dashboard")
+        expect(page.locator("#kpis")).to_contain_text(revenue)
+        expect(page.locator("#series canvas")).to_be_visible()
+        expect(page.locator('nav a[aria-current="page"]')).to_have_text("Dashboard")
+
+        # the Users page: a second user with a one-time password
+        page.click("nav >> text=Users")
+        expect(page.locator('nav a[aria-current="page"]')).to_have_text("Users")
+        page.fill("#username", "member")
+        page.click("text=Add user")
+        secret = page.locator(".secret code.big").inner_text().strip()
+        assert len(secret) >= 16
+        page.screenshot(path=str(ARTIFACTS / f"users-{engine_name}.png"), full_page=True)
+
+        # the member, in another browser: chooses their password, then reads the figures
+        other = browser.new_context(viewport={"width": 1366, "height": 900})
+        member = other.new_page()
+        watch(member)
+        member.goto(f"{base}/login")
+        member.fill("#username", "member")
+        member.fill("#password", secret)
+        member.click("button[type=submit]")
+        expect(member).to_have_url(re.compile(r"/users/me$"))
+        member.fill("#current_password", secret)
+        member.fill("#new_password", "the member's own words")
+        member.click("text=Change password")
+        expect(member.locator("#account")).to_contain_text("Password changed")
+        member.goto(f"{base}/")
+        expect(member.locator("#kpis")).to_contain_text(revenue)
+        expect(member.locator("nav[aria-label=Main]")).not_to_contain_text("Users")
+        refused = member.goto(f"{base}/users")
+        assert refused is not None and refused.status == 403
+        problems[:] = [p for p in problems if "403" not in p]  # the refused page's own console line
+
+        # deactivated by the owner: signed out at once, and cannot sign in again
+        page.reload()
+        row = page.locator("tr", has_text="member")
+        row.locator("text=Deactivate").click()
+        expect(page.locator("tr", has_text="member")).to_contain_text("Deactivated")
+        member.goto(f"{base}/")
+        expect(member).to_have_url(re.compile(r"/login\?next="))
+        member.fill("#username", "member")
+        member.fill("#password", "the member's own words")
+        member.click("button[type=submit]")
+        expect(member.locator("#login .alert")).to_contain_text("wrong username or password")
+
+        # the main pages at both widths: no sideways scrolling, key columns in view
+        for width_name, (width, height) in WIDTHS.items():
+            page.set_viewport_size({"width": width, "height": height})
+            for name, path, key in [
+                ("dashboard", "/", "#top-countries tbody tr:first-child td[data-label=Revenue]"),
+                (
+                    "country",
+                    "/metrics/top-countries/Germany",
+                    "#products tbody tr:first-child td[data-label=Description]",
+                ),
+                ("transactions", "/metrics/page", "#lines tbody tr:first-child td[data-label=Revenue]"),
+                ("users", "/users", "tbody tr:first-child th[data-label=Name]"),
+            ]:
+                page.goto(f"{base}{path}")
+                expect(page.locator(key)).to_be_visible()
+                overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+                assert overflow <= 0, f"{name} at {width} px is {overflow} px wider than the screen"
+                box = page.locator(key).bounding_box()
+                assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width, (name, width_name, box)
+                # a phone's shot is its first screen (what the eye meets; the pages scroll down)
+                shot = ARTIFACTS / f"{name}-{width_name}-{engine_name}.png"
+                page.screenshot(path=str(shot), full_page=width_name == "desktop")
+        browser.close()
+    assert problems == []
