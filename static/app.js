@@ -80,7 +80,69 @@
     var chart = new uPlot(opts, [data.x, data.y], el);
     new ResizeObserver(function () { chart.setSize({ width: Math.max(el.clientWidth, 280), height: 260 }); }).observe(el);
   }
+  // The Data page's upload: asks before replacing all data (naming how many transactions), then
+  // sends the file with a progress bar (bytes sent) and the button disabled; the server's answer
+  // (the import's progress page, or the form with its error) replaces the page. Without
+  // JavaScript the form posts as it is, and the server makes a second post of it harmless.
+  function upload(form) {
+    if (form.dataset.ready) return;
+    form.dataset.ready = "1";
+    form.addEventListener("submit", function (event) {
+      var stored = Number(form.dataset.stored || 0);
+      var replace = form.querySelector("#replace");
+      if (replace && replace.checked && stored > 0 &&
+          !window.confirm("Replace all " + stored.toLocaleString("en-GB") + " stored transactions with this file? This cannot be undone.")) {
+        event.preventDefault();
+        return;
+      }
+      if (!window.FormData || !window.XMLHttpRequest) return;
+      event.preventDefault();
+      var button = form.querySelector("button[type=submit]");
+      var box = form.querySelector(".upload-progress");
+      var bar = box.querySelector("progress");
+      var note = box.querySelector("p");
+      button.disabled = true;
+      button.textContent = "Uploading…";
+      box.hidden = false;
+      var xhr = new XMLHttpRequest();
+      xhr.open("POST", form.action);
+      xhr.upload.addEventListener("progress", function (e) {
+        if (!e.lengthComputable) return;
+        bar.max = e.total;
+        bar.value = e.loaded;
+        note.textContent = (e.loaded / 1e6).toFixed(1) + " of " + (e.total / 1e6).toFixed(1) + " MB sent" +
+          (e.loaded >= e.total ? "; the import starts…" : "");
+      });
+      xhr.addEventListener("load", function () {
+        if (xhr.responseURL && xhr.responseURL.indexOf("/data/jobs/") !== -1) {
+          window.location.assign(xhr.responseURL);  // the import's own page follows it
+          return;
+        }
+        var page = new DOMParser().parseFromString(xhr.responseText, "text/html");
+        var main = page.querySelector("main");
+        if (main) {
+          document.querySelector("main").replaceWith(main);
+          htmx.process(main);
+        }
+      });
+      xhr.addEventListener("error", function () {
+        button.disabled = false;
+        button.textContent = "Upload and import";
+        note.textContent = "The upload did not reach the server (connection lost?): try again.";
+      });
+      xhr.send(new FormData(form));
+    });
+  }
+
+  // a filter form's message is about its last request: a new one clears it (an error refills it)
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    var form = event.target.closest && event.target.closest("form");
+    var box = form && form.querySelector("#filter-error");
+    if (box) box.replaceChildren();
+  });
+
   htmx.onLoad(function (root) {
+    Array.from(root.querySelectorAll ? root.querySelectorAll("form#upload") : []).forEach(upload);
     (root.matches && root.matches("[data-chart]") ? [root] : []).concat(Array.from(root.querySelectorAll("[data-chart]"))).forEach(draw);
   });
 })();

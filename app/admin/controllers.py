@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 import shutil
 from pathlib import Path
 from typing import Annotated, Any
@@ -40,6 +41,7 @@ class DataController(Controller):
         context["status"] = await dataset_status(limit=10)
         context["refresh"] = await get_metrics_service().last_refresh()
         context["max_upload_mb"] = get_settings().max_upload_mb
+        context["submission"] = secrets.token_urlsafe(16)  # one import per form, however often it is sent
         return Template(
             template_name="data.html",
             context=context,
@@ -70,6 +72,13 @@ class DataController(Controller):
             return await self._page(request, 400, error=f"overlap must be one of {', '.join(OVERLAP_MODES)}")
         skip_invalid = data.get("skip_invalid") in {"on", "true", "1"}
         max_bytes = settings.max_upload_mb * 1_000_000
+        submission = str(data.get("submission") or "")
+        claimed = jobs.claim_submission(submission)
+        if claimed is not None:  # this form was sent already (a double click, a resend): its one import
+            await upload.close()
+            if claimed:
+                return Redirect(path=f"/data/jobs/{claimed}", status_code=303, headers=NO_STORE_HEADERS)
+            return await self._page(request, 409, error="this form was sent already: its import is starting, see below")
         folder = jobs.new_folder()  # saved where the import reads it: no copy, whatever the file systems
         try:
             await save_upload(upload, folder / "upload", max_bytes, max_bytes * UNPACK_FACTOR)
@@ -82,11 +91,14 @@ class DataController(Controller):
                 user=request.scope["user"]["username"],
             )
             job_id = jobs.start(folder, job)  # the import runs in a child process: this one stays free
+            jobs.record_submission(submission, job_id)
         except UploadRefused as error:
             shutil.rmtree(folder, ignore_errors=True)
+            jobs.release_submission(submission)
             return await self._page(request, 413, error=str(error))
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
+            jobs.release_submission(submission)
             raise
         finally:
             await upload.close()

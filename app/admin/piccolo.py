@@ -16,7 +16,7 @@ from typing import cast
 
 from litestar import asgi
 from litestar.response import Redirect
-from litestar.types import Receive, Scope, Send
+from litestar.types import Message, Receive, Scope, Send
 from piccolo.apps.user.tables import BaseUser
 from piccolo.columns import Boolean, Integer, Timestamptz, Varchar
 from piccolo.table import Table
@@ -124,4 +124,36 @@ async def admin(scope: Scope, receive: Receive, send: Send) -> None:
         return
     token = await session_token(scope["user"])
     scope = cast(Scope, {**scope, "headers": _with_session_cookie(list(scope["headers"]), token)})
+    if scope["path"] in {"", "/"}:  # the page itself: with the stylesheet that makes it look read-only
+        await admin_app()(scope, receive, _with_read_only_look(send))
+        return
     await admin_app()(scope, receive, send)
+
+
+READ_ONLY_LOOK = b'<link rel="stylesheet" href="/static/admin-readonly.css"></head>'
+
+
+def _with_read_only_look(send: Send) -> Send:
+    """piccolo-admin's UI shows Add, Edit and Delete even when its API is read-only: its HTML
+    page gets a stylesheet that hides them (and says why), the length header set to match."""
+    start: dict | None = None
+    body = b""
+
+    async def rewrite(message: Message) -> None:
+        nonlocal start, body
+        if message["type"] == "http.response.start":
+            start = dict(message)
+            return
+        if message["type"] != "http.response.body" or start is None:
+            await send(message)
+            return
+        body += message.get("body", b"")
+        if message.get("more_body"):
+            return
+        headers = [(name, value) for name, value in start.get("headers", []) if name.lower() != b"content-length"]
+        if any(name.lower() == b"content-type" and value.startswith(b"text/html") for name, value in headers):
+            body = body.replace(b"</head>", READ_ONLY_LOOK, 1)
+        await send(cast(Message, {**start, "headers": [*headers, (b"content-length", str(len(body)).encode())]}))
+        await send(cast(Message, {"type": "http.response.body", "body": body, "more_body": False}))
+
+    return rewrite

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -133,6 +134,40 @@ def start(folder: Path, job: Job) -> str:
     return folder.name
 
 
+# The Data page's form carries a random submission id: the first post of it claims the id (a
+# file created exclusively) and records its job there; a second post of the same form finds it
+# and is sent to that job instead of starting another import.
+SUBMISSION = re.compile(r"[A-Za-z0-9_-]{16,64}")
+
+
+def _submission_file(submission: str) -> Path | None:
+    return jobs_dir() / "submissions" / submission if SUBMISSION.fullmatch(submission) else None
+
+
+def claim_submission(submission: str) -> str | None:
+    """None: claimed now (go on). Else the job this form started ("" while it is being saved)."""
+    path = _submission_file(submission)
+    if path is None:
+        return None  # no id (a script's post): nothing to deduplicate
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        return None
+    except FileExistsError:
+        return path.read_text().strip()
+
+
+def record_submission(submission: str, job_id: str) -> None:
+    if (path := _submission_file(submission)) is not None:
+        path.write_text(job_id)
+
+
+def release_submission(submission: str) -> None:
+    """The upload was refused: the same form may be sent again (with a smaller file)."""
+    if (path := _submission_file(submission)) is not None:
+        path.unlink(missing_ok=True)
+
+
 def _forget_old_jobs() -> None:
     root = jobs_dir()
     if not root.exists():
@@ -141,6 +176,10 @@ def _forget_old_jobs() -> None:
         state = folder / "state.json"
         if state.exists() and time.time() - state.stat().st_mtime > KEEP_SECONDS:
             shutil.rmtree(folder, ignore_errors=True)
+    submissions = root / "submissions"
+    for claim in submissions.iterdir() if submissions.is_dir() else []:
+        if time.time() - claim.stat().st_mtime > KEEP_SECONDS:
+            claim.unlink(missing_ok=True)
 
 
 @dataclass
@@ -187,7 +226,7 @@ async def run(folder: Path) -> State:
         )
         state.state, state.import_id, state.summary = "done", result.import_id, result.summary()
     except ImportRejected as error:
-        state.state, state.error, state.status_code = "failed", str(error), 400
+        state.state, state.error, state.status_code = "failed", error.browser, 400
         state.rejects = [RejectOut(r.line, r.column, r.value, r.reason) for r in error.rejects]
         state.rejected = error.rejected
     except OverlapRefused as error:
@@ -195,7 +234,7 @@ async def run(folder: Path) -> State:
         report = dataclasses.asdict(error.overlap)
         state.overlap = OverlapOut(**{name: report[name] for name in OverlapOut.__struct_fields__})
     except (SourceError, DuplicateImport, ImportFailed, UploadRefused) as error:
-        state.state, state.error = "failed", str(error)
+        state.state, state.error = "failed", error.browser if isinstance(error, ImportFailed) else str(error)
         state.status_code = 409 if isinstance(error, DuplicateImport) else 400
     except Exception as error:
         message = database_error_message(error)

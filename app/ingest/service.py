@@ -52,7 +52,12 @@ _INSERT_COLUMNS = (*COLUMNS, "import_id")
 
 
 class ImportFailed(Exception):
-    """Base of the import errors: the message is what the user reads."""
+    """Base of the import errors: the message is what the user reads (`browser`: in the Data
+    page's words, where the CLI's names a flag)."""
+
+    def __init__(self, message: str, browser: str | None = None) -> None:
+        super().__init__(message)
+        self.browser = browser or message
 
 
 class DuplicateImport(ImportFailed):
@@ -104,13 +109,15 @@ class ImportRejected(ImportFailed):
         self.rejected = rejected
         self.lines = lines
         invalid = f"{rejected:,} of {lines:,} lines are invalid, nothing was imported"
+        browser = None
         if rejected == 0:
             message = "the file has no data lines, only blank ones; nothing was imported"
         elif rejected < lines:
             message = f"{invalid}; fix them or import the valid lines with --skip-invalid"
+            browser = f"{invalid}: fix them, or tick “Import the valid lines and skip invalid ones”"
         else:
             message = f"{invalid}; no line is valid: is this the right file?"
-        super().__init__(f"{source.file_name}: {message}")
+        super().__init__(f"{source.file_name}: {message}", f"{source.file_name}: {browser}" if browser else None)
 
 
 @dataclass
@@ -305,6 +312,8 @@ async def import_file(
         tally.close(keep_rejects)
 
     result.seconds = time.perf_counter() - started  # with the commit
+    global _imports_committed
+    _imports_committed += 1
     return result
 
 
@@ -404,7 +413,9 @@ async def _refuse_duplicate(source: Source) -> None:
     if same:
         raise DuplicateImport(
             f"{source.file_name}: this content was already imported (as {same['file_name']}, "
-            f"dataset version {same['dataset_version']}); use --replace to replace all data with it"
+            f"dataset version {same['dataset_version']}); use --replace to replace all data with it",
+            f"{source.file_name}: this file is already loaded (as {same['file_name']}, dataset version "
+            f"{same['dataset_version']}): tick “Replace all data with this file” to load it again",
         )
 
 
@@ -683,6 +694,9 @@ def _tag(version: int, started: object) -> str:
     return f"{version}.{stamp}"
 
 
+_imports_committed = 0  # imports this process committed (SqliteTag's memo ends at each)
+
+
 class SqliteTag:
     """The embedded database's dataset tag without a connection (and a thread) per request.
 
@@ -693,14 +707,26 @@ class SqliteTag:
     """
 
     _LATEST = "SELECT dataset_version, started_at FROM imports ORDER BY dataset_version DESC LIMIT 1"
+    # The PRAGMA is an eighth of a warm request: its answer is kept this long, unless this
+    # process committed an import meanwhile (seen at once); another process's import is seen
+    # within that time (the upload's job and `forget` make it at once for the web's own jobs).
+    MEMO_SECONDS = 0.25
 
     def __init__(self, path: Path) -> None:
         self._path = path
         self._connection: sqlite3.Connection | None = None
         self._seen: int | None = None
         self._tag: str | None = None
+        self._until = 0.0
+        self._commits = -1
+
+    def forget(self) -> None:
+        self._until = 0.0
 
     def read(self) -> str | None:
+        if self._tag is not None and self._commits == _imports_committed and time.monotonic() < self._until:
+            return self._tag
+        self._commits, self._until = _imports_committed, time.monotonic() + self.MEMO_SECONDS
         try:
             if self._connection is None:
                 self._connection = sqlite3.connect(f"file:{self._path}?mode=ro", uri=True, check_same_thread=False)

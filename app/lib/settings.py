@@ -69,6 +69,7 @@ class Settings:
     max_import_rows: int = 50_000_000  # lines per import (CLI and upload): a cap against bombs
     log_format: str = "text"  # or "json": one JSON object per line
     access_log: bool = True  # one line per request
+    template_reload: bool = False  # re-read edited templates (development)
     task_redeliver_seconds: int = 60  # a task unacknowledged this long (its worker died) is run again
 
     @property
@@ -154,6 +155,7 @@ def load_settings() -> Settings:
         refresh_cron=refresh_cron,
         refresh_interval_seconds=_int("REFRESH_INTERVAL_SECONDS", 0, minimum=0),
         registration_open=_bool("REGISTRATION_OPEN", False),
+        template_reload=_bool("TEMPLATE_RELOAD", False),
         max_upload_mb=_int("MAX_UPLOAD_MB", 200),
         max_import_rows=_int("MAX_IMPORT_ROWS", 50_000_000),
         log_format=log_format,

@@ -7,9 +7,10 @@ clients, or decoded into the view's Struct for the full page or the htmx partial
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import PurePosixPath
 from typing import Annotated, Any, get_args, get_origin, get_type_hints
+from urllib.parse import parse_qs, urlsplit
 
 import msgspec
 from litestar import Request, Router, get
@@ -17,13 +18,15 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.spec import OpenAPIFormat, OpenAPIType, Schema
 from litestar.params import FromPath, QueryParameter
 from litestar.response import Template
+from markupsafe import Markup
 from msgspec import Meta
 
 from app.auth.guards import LOGIN
 from app.lib.settings import get_settings
-from app.lib.web.asking import NO_STORE_HEADERS
+from app.lib.web.asking import NO_STORE_HEADERS, is_htmx, wants_json
 from app.lib.web.openapi import BEARER, NO_NUL, errors
 from app.lib.web.pages import Answer, answer, rendered
+from app.metrics.analytics import MetricsError
 from app.metrics.schemas import Freq, RankBy
 from app.metrics.service import cache_key, get_metrics_service
 from app.metrics.views import (
@@ -110,13 +113,67 @@ async def countries() -> list[str]:
     return sorted(dataset.countries.values())
 
 
+FILTER_FIELDS = ("start", "end", "country", "q")  # what a page's filter form sends
+
+
+async def inline_error(
+    request: Request,
+    error: MetricsError,
+    values: dict[str, Any],
+    show: Callable[[dict[str, Any], dict[str, Any]], Awaitable[Answer[Any]]],
+) -> Answer[Any]:
+    """A filter the figures cannot take, for a browser: the message beside the form, the user's
+    input kept, the figures as they were. For htmx only the form's message box changes (the
+    address stays); without JavaScript the page comes back with the figures of the filters it
+    came from (its Referer, if that was this page and they are valid, else none) and the form
+    holding what was typed. API clients get the plain error (raised again)."""
+    if wants_json(request):
+        raise error
+    if is_htmx(request):  # 200: htmx does not swap an error status
+        message = Markup('<p class="alert" role="alert">{}</p>').format(str(error))
+        headers = {
+            **NO_STORE_HEADERS,
+            "hx-retarget": "#filter-error",
+            "hx-reswap": "innerHTML",
+            "hx-reselect": ".alert",  # not the form's own hx-select (the part it would swap)
+            "hx-push-url": "false",
+        }
+        fragment: Answer[Any] = Answer(str(message), media_type="text/html")
+        fragment.headers.update(headers)
+        return fragment
+    typed = {name: str(values.get(name) or "") for name in FILTER_FIELDS}  # what the form sent, as sent
+    extra = {"filter_error": str(error), "typed": typed}
+    page: Answer[Any] | None = None
+    for fallback in (_came_from(request), {}):
+        if fallback is None:
+            continue
+        try:
+            known = [name for name in FILTER_FIELDS if name in values]  # the fields this page takes
+            cleared = {name: None for name in known} | {k: v for k, v in fallback.items() if k in known}
+            page = await show({**values, **cleared}, extra)
+            break
+        except MetricsError:
+            continue
+    assert page is not None  # the unfiltered view always renders
+    page.status_code = error.status_code
+    return page
+
+
+def _came_from(request: Request) -> dict[str, Any] | None:
+    """The filters of the page the form was sent from, if it is this page."""
+    referer = urlsplit(request.headers.get("referer", ""))
+    if referer.path != request.url.path:
+        return None
+    query = parse_qs(referer.query)
+    return {name: query[name][0] for name in FILTER_FIELDS if query.get(name)}
+
+
 def endpoint(view: View[Any, Any]) -> HTTPRouteHandler:
     """The GET handler of a view: parameters validated by Litestar from the signature, then
     one service call, answered as JSON, page or partial."""
+    page, partial = f"metrics/{view.template}.html", f"partials/{view.template}.html"
 
-    async def handle(request: Request, **values: Any) -> Answer[Any]:
-        for name in view.path_params:  # taken as a path, so that a name may hold "/": "/Foo/Bar" -> "Foo/Bar"
-            values[name] = str(values[name])[1:]
+    async def show(request: Request, values: dict[str, Any], extra: dict[str, Any] | None = None) -> Answer[Any]:
         params = view.params.from_query(**values)
         service = get_metrics_service()
         body = await service.answer(view, params)
@@ -124,8 +181,17 @@ def endpoint(view: View[Any, Any]) -> HTTPRouteHandler:
         async def page_context() -> dict[str, Any]:
             return await context(view, params, body)
 
-        page, partial = f"metrics/{view.template}.html", f"partials/{view.template}.html"
+        if extra:  # a one-off page: the figures with a filter's error beside the form
+            return await rendered(request, None, page, partial, page_context, extra)
         return await answer(request, body, page, partial, page_context, service.tag)
+
+    async def handle(request: Request, **values: Any) -> Answer[Any]:
+        for name in view.path_params:  # taken as a path, so that a name may hold "/": "/Foo/Bar" -> "Foo/Bar"
+            values[name] = str(values[name])[1:]
+        try:
+            return await show(request, values)
+        except MetricsError as error:
+            return await inline_error(request, error, values, lambda again, extra: show(request, again, extra))
 
     typed(handle, view.params, view.path_params, Answer[view.result])  # type: ignore[name-defined]  # the view's Struct
     handle.__name__ = handle.__qualname__ = view.name.replace("-", "_")
@@ -162,6 +228,16 @@ async def dashboard(request: Request, **values: Any) -> Answer[Any] | Template:
             headers=dict(NO_STORE_HEADERS),
             media_type="text/html",
         )
+    try:
+        return await _dashboard(request, tag, values)
+    except MetricsError as error:
+        return await inline_error(request, error, values, lambda again, extra: _dashboard(request, tag, again, extra))
+
+
+async def _dashboard(
+    request: Request, tag: str, values: dict[str, Any], extra: dict[str, Any] | None = None
+) -> Answer[Any]:
+    service = get_metrics_service()
     params = DashboardParams.from_query(**values)
     scope = Scope(start=params.start, end=params.end, country=params.country)
     series = SeriesParams(start=params.start, end=params.end, country=params.country, freq=params.freq)
@@ -181,7 +257,7 @@ async def dashboard(request: Request, **values: Any) -> Answer[Any] | Template:
             "countries": await countries(),
         }
 
-    return await rendered(request, key, "dashboard.html", "partials/dashboard.html", page_context)
+    return await rendered(request, key, "dashboard.html", "partials/dashboard.html", page_context, extra)
 
 
 typed(dashboard, DashboardParams, (), Answer[Any] | Template)

@@ -136,6 +136,8 @@ class MetricsService:
     def forget_tag(self) -> None:
         """An import committed: the next request reads the tag again."""
         self._known_tag = None
+        if self._sqlite is not None:
+            self._sqlite.forget()
 
     async def listen(self, dsn: str) -> None:
         """Follow imports through PostgreSQL LISTEN/NOTIFY, so requests need not read the tag.

@@ -5,10 +5,12 @@
 from __future__ import annotations
 
 import gzip
+import re
 
 import httpx
 import pytest
 
+from app.ingest.tables import Import
 from app.lib.settings import get_settings
 from tests import small_data
 from tests.helpers import HTML, bearer, browser_login, follow_import, form_token, login, register
@@ -42,6 +44,13 @@ async def test_an_admin_signed_in_to_the_app_is_signed_in_to_piccolo_admin(clien
     await browser_login(client)
     index = await client.get("/admin/", headers=HTML)
     assert index.status_code == 200 and '<div id="app">' in index.text
+    # read-only, and it looks it: the stylesheet that hides Add, Edit and Delete, and says why
+    assert '<link rel="stylesheet" href="/static/admin-readonly.css"></head>' in index.text
+    assert int(index.headers["content-length"]) == len(index.content)
+    look = (await client.get("/static/admin-readonly.css")).text
+    assert 'a[href$="/add/"]' in look and "delete_row_button" in look and "Read-only" in look
+    refused = await client.post("/admin/api/tables/transactions/", json={"invoice_no": "1"})
+    assert refused.status_code in (403, 405)
     assert "script-src 'self'" in index.headers["content-security-policy"]
     assert index.headers["x-content-type-options"] == "nosniff"
     tables = await client.get("/admin/api/tables/")
@@ -69,6 +78,43 @@ async def test_upload_imports_the_file_and_the_figures_follow(client):
     assert packed.status_code == 200 and "Imported second.csv.gz" in packed.text
     kpis = await client.get("/metrics/kpis", headers={"accept": "application/json"})
     assert kpis.json() == small_data.SECOND_KPIS
+
+
+async def test_the_same_upload_form_sent_twice_imports_once(client):
+    await register(client)
+    await browser_login(client)
+    page = await client.get("/data", headers=HTML)
+    submission = re.search(r'name="submission" value="([^"]+)"', page.text).group(1)
+    csrf = await form_token(client, "/data")
+    fields = {"_csrf": csrf, "submission": submission}
+    first = await client.post(
+        "/data/upload", files={"file": ("a.csv", small_data.FIRST.encode())}, data=fields, headers=HTML
+    )
+    second = await client.post(
+        "/data/upload", files={"file": ("a.csv", small_data.FIRST.encode())}, data=fields, headers=HTML
+    )
+    assert first.status_code == second.status_code == 303
+    assert first.headers["location"] == second.headers["location"]  # the one job, followed by both
+    result = await follow_import(client, second)
+    assert "Imported a.csv" in result.text
+    assert await Import.count() == 1
+    reload = await client.get(str(result.url), headers=HTML)  # the result page, again: nothing imported
+    assert reload.status_code == 200 and await Import.count() == 1
+    assert "csrf" not in str(result.url).lower()
+
+
+async def test_upload_messages_speak_the_pages_words(client):
+    await register(client)
+    await browser_login(client)
+    await upload(client, "first.csv", small_data.FIRST.encode())
+    again = await upload(client, "copy.csv", small_data.FIRST.encode())
+    assert again.status_code == 409 and "tick “Replace all data with this file”" in again.text
+    assert "--replace" not in again.text
+    bad = small_data.SECOND + "100009,A1,RED MUG,many,1/3/2011 10:00,1.25,1,Germany\n"
+    refused = await upload(client, "bad.csv", bad.encode())
+    assert "tick “Import the valid lines and skip invalid ones”" in refused.text and "--skip" not in refused.text
+    page = await client.get("/data", headers=HTML)
+    assert "(the 6 transactions stored now are replaced)" in page.text and 'data-stored="6"' in page.text
 
 
 async def test_a_bad_upload_is_explained_and_changes_nothing(client):

@@ -157,7 +157,9 @@ async def test_rendered_html_is_shared_by_users_and_the_nav_is_each_ones(toy_cli
     # one rendered block for both: the second user was served the first one's main block
     entries = [key for key in RENDERED._items if key[0] == "metrics/kpis.html"]
     assert len(entries) == 1
-    main = {name: text.split("<main>", 1)[1].split("</main>", 1)[0] for name, text in pages.items()}
+    main = {
+        name: text.split('<main id="main" tabindex="-1">', 1)[1].split("</main>", 1)[0] for name, text in pages.items()
+    }
     assert main["alice"] == main["bob"] and "£17.50" in main["alice"]
     assert 'title="Your account">alice<' in pages["alice"] and "bob" not in pages["alice"]
     assert 'title="Your account">bob<' in pages["bob"] and "alice" not in pages["bob"]

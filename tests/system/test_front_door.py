@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from app.lib.web.templating import money
+from tests import small_data
 from tests.helpers import live_server
 from tests.system.test_browser import ARTIFACTS, CHROMIUM_ARGS, _chromium
 
@@ -42,7 +43,7 @@ def _demo_revenue() -> str:
     return money(float(round(revenue, 2)))
 
 
-def test_a_newcomer_loads_the_demo_and_manages_a_second_user(empty_server, engine_name):
+def test_a_newcomer_loads_the_demo_and_manages_a_second_user(empty_server, engine_name, tmp_path):
     base = empty_server
     from playwright.sync_api import expect, sync_playwright
 
@@ -78,6 +79,28 @@ def test_a_newcomer_loads_the_demo_and_manages_a_second_user(empty_server, engin
         expect(page.locator("#kpis")).to_contain_text(revenue)
         expect(page.locator("#series canvas")).to_be_visible()
         expect(page.locator('nav a[aria-current="page"]')).to_have_text("Dashboard")
+
+        # the keyboard: a switch keeps the focus after its swap; no CSP complaint on any swap
+        page.focus("#freq-week")
+        page.keyboard.press("Enter")
+        expect(page.locator("#series h2")).to_have_text("Revenue by week")
+        assert page.evaluate("document.activeElement.id") == "freq-week"
+        page.click("#by-orders")
+        expect(page.locator("#top-countries h2")).to_have_text("Top countries by orders")
+
+        # a wrong filter: the message beside the form, the input and the figures kept
+        page.fill("#f-start", "2011-06-01")
+        expect(page).to_have_url(re.compile(r"start=2011-06-01"))
+        figures = page.locator("#kpis").inner_text()
+        page.fill("#f-end", "2011-05-01")
+        expect(page.locator("#filter-error")).to_contain_text("start (2011-06-01) is after end (2011-05-01): swap them")
+        assert page.locator("#kpis").inner_text() == figures
+        assert page.input_value("#f-end") == "2011-05-01"
+        expect(page).not_to_have_url(re.compile(r"end=2011-05-01"))
+        page.fill("#f-end", "2011-07-31")
+        expect(page.locator("#filter-error")).to_be_empty()
+        expect(page).to_have_url(re.compile(r"end=2011-07-31"))
+        page.goto(f"{base}/")
 
         # the Users page: a second user with a one-time password
         page.click("nav >> text=Users")
@@ -119,6 +142,34 @@ def test_a_newcomer_loads_the_demo_and_manages_a_second_user(empty_server, engin
         member.fill("#password", "the member's own words")
         member.click("button[type=submit]")
         expect(member.locator("#login .alert")).to_contain_text("wrong username or password")
+
+        # an upload: "replace all" asks first, naming what it replaces; then progress, one import
+        small = tmp_path / "more.csv"
+        small.write_text(small_data.FIRST)
+        page.goto(f"{base}/data")
+        page.set_input_files("#file", str(small))
+        page.check("#replace")
+        asked: list[str] = []
+        page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.dismiss()))
+        page.click("text=Upload and import")
+        expect(page.locator("#replace")).to_be_checked()
+        assert asked and "Replace all 191,404 stored transactions" in asked[0], asked
+        assert page.locator(".upload-progress").is_hidden()  # dismissed: nothing was sent
+        page.uncheck("#replace")
+        held: list = []  # the upload is held on its way, to see the page while it is sent
+        page.route("**/data/upload", lambda route: held.append(route))
+        page.click("text=Upload and import")
+        expect(page.locator(".upload-progress progress")).to_be_visible()
+        expect(page.locator("#upload button[type=submit]")).to_be_disabled()  # no second submit
+        assert len(held) == 1
+        held[0].continue_()
+        page.unroute("**/data/upload")
+        expect(page.locator("body")).to_contain_text("Imported more.csv")
+        page.reload()  # the result page again: no second import
+        expect(page.locator("body")).to_contain_text("Imported more.csv")
+        page.goto(f"{base}/data")
+        assert page.locator("text=more.csv").count() == 1
+        expect(page.locator(".card", has_text="Imports")).to_contain_text("191,410 transactions stored")
 
         # the main pages at both widths: no sideways scrolling, key columns in view
         for width_name, (width, height) in WIDTHS.items():

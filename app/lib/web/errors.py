@@ -7,6 +7,9 @@ It knows `AppError` (app.lib.errors), Litestar's HTTP errors and database failur
 from __future__ import annotations
 
 import logging
+import re
+from types import UnionType
+from typing import Annotated, Literal, Union, get_args, get_origin
 from urllib.parse import quote, urlsplit
 
 from litestar import Request, Response
@@ -65,7 +68,7 @@ def handle_exception(request: Request, error: Exception) -> Response:
     if isinstance(error, HTTPException):
         detail = error.detail
         if error.status_code == 400 and error.extra:
-            detail = _validation_detail(error)
+            detail = _validation_detail(error, request)
         return error_response(request, error.status_code, detail, dict(error.headers or {}))
     message = database_error_message(error)
     if message is not None:
@@ -75,10 +78,45 @@ def handle_exception(request: Request, error: Exception) -> Response:
     return error_response(request, 500, "something went wrong on our side; it has been logged")
 
 
-def _validation_detail(error: HTTPException) -> str:
+# msgspec's words for a bad parameter, in a person's (the JSON keeps the same `key: ...` shape)
+_PLAIN = [
+    (re.compile(r"Expected `int`, got `\w+`"), lambda m, choices: "must be a whole number"),
+    (re.compile(r"Expected `(?:int|float)` >= (\S+)"), lambda m, choices: f"must be {m[1]} or more"),
+    (re.compile(r"Expected `(?:int|float)` <= (\S+)"), lambda m, choices: f"must be {m[1]} or less"),
+    (re.compile(r"Expected `float`, got `\w+`"), lambda m, choices: "must be a number"),
+    (re.compile(r"Expected `bool`, got `\w+`"), lambda m, choices: "must be true or false"),
+    (re.compile(r"Expected `str` of length <= (\d+)"), lambda m, choices: f"must be at most {m[1]} characters"),
+    (
+        re.compile(r"Invalid enum value '(.*)'"),
+        lambda m, choices: (
+            f"{m[1]!r} is not allowed: use one of {', '.join(choices)}" if choices else f"{m[1]!r} is not allowed"
+        ),
+    ),
+]
+
+
+def _choices(request: Request | None, key: str) -> list[str]:
+    """The allowed values of a Literal parameter of the route, for the message."""
+    try:
+        field = request.scope["route_handler"].parsed_fn_signature.parameters[key]  # type: ignore[union-attr]
+        annotation = field.annotation
+        while get_origin(annotation) is Annotated or get_origin(annotation) in (Union, UnionType):
+            annotation = next(arg for arg in get_args(annotation) if arg is not type(None))
+        return [str(value) for value in get_args(annotation)] if get_origin(annotation) is Literal else []
+    except (KeyError, AttributeError, StopIteration):
+        return []
+
+
+def _validation_detail(error: HTTPException, request: Request | None = None) -> str:
     problems = []
     for item in error.extra if isinstance(error.extra, list) else []:
         if isinstance(item, dict):
             key = item.get("key") or "parameter"
-            problems.append(f"{key}: {item.get('message', 'invalid')}")
+            message = str(item.get("message", "invalid"))
+            for pattern, plain in _PLAIN:
+                found = pattern.fullmatch(message)
+                if found:
+                    message = plain(found, _choices(request, key))
+                    break
+            problems.append(f"{key} {message}" if message.startswith("must") else f"{key}: {message}")
     return "; ".join(problems) or str(error.detail)

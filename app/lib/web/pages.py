@@ -53,26 +53,33 @@ def shell_html(request: Request, title: Markup, main: Markup) -> str:
 
 
 async def rendered(
-    request: Request, key: Hashable, page: str, partial: str, context: Callable[[], Awaitable[dict[str, Any]]]
+    request: Request,
+    key: Hashable,
+    page: str,
+    partial: str,
+    context: Callable[[], Awaitable[dict[str, Any]]],
+    extra: dict[str, Any] | None = None,
 ) -> Answer[Any]:
     """The full page, or for htmx the partial, of one view: rendered once per `key` (RENDERED).
 
     `key` must name everything the HTML depends on; `context` is only awaited when this is
     rendered, and must carry nothing of the user (the shell adds the user on every request).
+    `extra` (a filter's error and the input it came from) makes a one-off page, not kept.
     """
     htmx = is_htmx(request)
     template = partial if htmx else page
-    blocks = RENDERED.get((template, key))
+    blocks = None if extra else RENDERED.get((template, key))
     if blocks is None:
         values = await context()
         if "user" in values:
             raise RuntimeError(f"{template}: per-user data in a block rendered once for every user")
+        values.update(extra or {}, htmx=htmx)
         if htmx:
             html = Markup(_engine(request).get_template(partial).render(**values))  # noqa: S704 - autoescaped
             blocks = (Markup(""), html)
         else:
             blocks = render_blocks(request, page, values)
-        if len(blocks[1]) <= MAX_RENDERED_BYTES:
+        if not extra and len(blocks[1]) <= MAX_RENDERED_BYTES:
             RENDERED.put((template, key), blocks)
     if htmx:
         return Answer(str(blocks[1]), media_type="text/html")
