@@ -222,7 +222,18 @@ class Reference:
             "top_products": self.top_products(stored, start, end),
         }
 
-    def page(self, page=1, size=50, q=None, start=None, end=None, country=None) -> dict:
+    _LINE_ORDER: ClassVar[dict[str, str]] = {
+        "invoice_date": "ts, line",
+        "-invoice_date": "ts DESC, line DESC",
+        "quantity": "quantity, ts, line",
+        "-quantity": "quantity DESC, ts, line",
+        "unit_price": "price, ts, line",
+        "-unit_price": "price DESC, ts, line",
+        "line_revenue": "revenue, ts, line",
+        "-line_revenue": "revenue DESC, ts, line",
+    }
+
+    def page(self, page=1, size=50, q=None, start=None, end=None, country=None, sort="invoice_date") -> dict:
         where, args = self._where(start, end, country)
         if q:
             where += (
@@ -233,7 +244,7 @@ class Reference:
         total = self.query(f"SELECT count(*) FROM sales WHERE {where}", args)[0][0]
         rows = self.query(
             f"""SELECT invoice_no, stock_code, description, quantity, ts, price, customer_id, country, revenue
-                FROM sales WHERE {where} ORDER BY ts, line LIMIT ? OFFSET ?""",
+                FROM sales WHERE {where} ORDER BY {self._LINE_ORDER[sort]} LIMIT ? OFFSET ?""",
             [*args, size, (page - 1) * size],
         )
         items = [

@@ -154,7 +154,8 @@ async def inline_error(
             break
         except MetricsError:
             continue
-    assert page is not None  # the unfiltered view always renders
+    if page is None:  # not a filter's fault (an unknown country in the address): the error page
+        raise error
     page.status_code = error.status_code
     return page
 

@@ -33,6 +33,17 @@ MaybeLocalTime = Annotated[
 Freq = Literal["day", "week", "month", "year"]
 RankBy = Literal["revenue", "units_sold", "orders", "customers"]
 Order = Literal["desc", "asc"]
+# the page's sortable columns; a leading "-" sorts that column the other way (largest, newest first)
+LineSort = Literal[
+    "invoice_date",
+    "-invoice_date",
+    "quantity",
+    "-quantity",
+    "unit_price",
+    "-unit_price",
+    "line_revenue",
+    "-line_revenue",
+]
 
 
 class Filters(msgspec.Struct, frozen=True):

@@ -29,6 +29,7 @@ from app.metrics.schemas import (
     Freq,
     Kpis,
     Line,
+    LineSort,
     Order,
     Page,
     Product,
@@ -209,6 +210,13 @@ class PageParams(Scope, frozen=True, kw_only=True):
         int | None,
         Meta(ge=1, description="Start after this line: the previous page's `next_after` (any depth is fast)"),
     ] = None
+    sort: Annotated[
+        LineSort,
+        Meta(
+            description="The column the lines are sorted by, `-` first for the other way (ties in date and import "
+            "order); any other than the default pages by number only (no `next_after`)"
+        ),
+    ] = "invoice_date"
 
 
 # -- the declaration -----------------------------------------------------------------------
@@ -346,7 +354,7 @@ PAGE: View[PageParams, Page] = View(
     params=PageParams,
     result=Page,
     compute=None,
-    fetch=lambda ds, p: lines.page(ds, p.filters, p.q, p.page, p.size, p.after),
+    fetch=lambda ds, p: lines.page(ds, p.filters, p.q, p.page, p.size, p.after, p.sort),
     template="page",
     context_name="page",
     defaults=lambda _: [PageParams()],

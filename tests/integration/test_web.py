@@ -441,3 +441,18 @@ async def test_a_country_whose_name_holds_a_slash_opens(client, tmp_path):
     assert 'href="/metrics/top-countries/Bosnia/Herzegovina' in page.text
     linked = await client.get("/metrics/top-countries/Bosnia/Herzegovina", headers={**auth, **HTML})
     assert linked.status_code == 200 and "Bosnia/Herzegovina" in linked.text
+
+
+async def test_the_transactions_columns_sort_and_the_sort_is_in_the_links(client, small):
+    await register(client)
+    await browser_login(client)
+    page = await client.get("/metrics/page?sort=-line_revenue&country=Germany", headers=HTML)
+    assert page.status_code == 200
+    assert 'aria-sort="descending"' in page.text and "Revenue ▼" in page.text
+    assert 'href="/metrics/page?country=Germany&amp;sort=line_revenue"' in page.text  # the other way
+    rows = page.text.split("<tbody>", 1)[1]
+    assert rows.index("POSTAGE") < rows.index("RED MUG")  # £15.00 before £2.50
+    default = await client.get("/metrics/page", headers=HTML)
+    assert 'aria-sort="ascending"' in default.text and "Date ▲" in default.text
+    wrong = await client.get("/metrics/page?sort=price", headers={"accept": "application/json"})
+    assert wrong.status_code == 400 and "-line_revenue" in wrong.json()["detail"]
