@@ -83,7 +83,7 @@ async def _mirror_user(user: dict) -> int:
     mirror = await BaseUser.create_user(
         username=name,
         password=secrets.token_urlsafe(32)[:100],
-        email=f"{user['id']}@admin.invalid",
+        email=f"{user['username'].lower()}@admin.invalid",  # names are unique in any case (ids may be reused)
         admin=True,
         superuser=False,
         active=True,
@@ -130,7 +130,10 @@ async def admin(scope: Scope, receive: Receive, send: Send) -> None:
     await admin_app()(scope, receive, send)
 
 
-READ_ONLY_LOOK = b'<link rel="stylesheet" href="/static/admin-readonly.css"></head>'
+READ_ONLY_LOOK = (  # and the app's icon (else the browser asks for a /favicon.ico there is not)
+    b'<link rel="stylesheet" href="/static/admin-readonly.css">'
+    b'<link rel="icon" href="/static/favicon.svg" type="image/svg+xml"></head>'
+)
 
 
 def _with_read_only_look(send: Send) -> Send:

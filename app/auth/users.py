@@ -4,9 +4,10 @@ reactivate, make or revoke admin, reset a password; and the invitee's side of an
 Rules kept here, whatever the caller (page, JSON or a future CLI):
 - an instance never has zero active admins: revoking or deactivating the last one is refused,
   under a lock, so two admins revoking each other at once cannot both succeed;
-- deactivating, resetting a password and revoking admin bump the user's token version, so
-  their tokens are refused by every web process at their next check (this process at once,
-  the others within the 2 s a checked token is remembered);
+- deactivating and resetting a password bump the user's token version, so their tokens are
+  refused; every web process checks the user's tokens again at once (this one directly, the
+  others through PostgreSQL NOTIFY; embedded there is one process), and a revoked admin's
+  next request is no longer an admin's;
 - one-time passwords and invite links are shown once, to the admin who made them; the
   database keeps the password's argon2 hash and the invite's SHA-256, never either in clear.
 
@@ -163,7 +164,7 @@ async def reset_password(actor: dict, user_id: int, method: Literal["password", 
         .where(User.id == user_id)
         .run()
     )
-    _forget(user_id)
+    await _forget(user_id)
     logger.info("users: %s reset the password of %s (%s)", actor["username"], target.username, method)
     return await _created(user_id, method, password, token)
 
@@ -179,7 +180,7 @@ async def set_active(actor: dict, user_id: int, active: bool) -> UserRow:
         if not active:  # its tokens stay refused even after a reactivation: they sign in again
             changes[User.token_version] = User.token_version + 1
         await User.update(changes).where(User.id == user_id).run()
-    _forget(user_id)
+    await _forget(user_id)
     logger.info("users: %s %s %s", actor["username"], "reactivated" if active else "deactivated", target.username)
     return await get_user(user_id)
 
@@ -190,7 +191,7 @@ async def set_admin(actor: dict, user_id: int, admin: bool) -> UserRow:
         if not admin and target.is_admin:
             await _keep_an_admin(target)
         await User.update({User.is_admin: admin}).where(User.id == user_id).run()
-    _forget(user_id)
+    await _forget(user_id)
     logger.info("users: %s %s %s", actor["username"], "made admin" if admin else "revoked admin of", target.username)
     return await get_user(user_id)
 
@@ -286,7 +287,15 @@ async def _keep_an_admin(target: UserRow) -> None:
         )
 
 
-def _forget(user_id: int) -> None:
+USERS_CHANNEL = "shop_users"  # PostgreSQL NOTIFY: a user's tokens must be checked again
+
+
+async def _forget(user_id: int) -> None:
+    """This process checks the user's tokens again at once; on PostgreSQL every other web
+    process too (they LISTEN on USERS_CHANNEL, app.metrics.service), else within the 2 s a
+    checked token is remembered."""
     from app.auth.deps import get_accounts
 
     get_accounts().forget_user(user_id)
+    if isinstance(User._meta.db, PostgresEngine):
+        await User.raw("SELECT pg_notify({}, {})", USERS_CHANNEL, str(user_id)).run()

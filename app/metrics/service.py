@@ -147,10 +147,15 @@ class MetricsService:
         """
         import asyncpg
 
+        from app.auth.users import USERS_CHANNEL
         from app.ingest.service import DATASET_CHANNEL
 
         def notified(*_: object) -> None:
             self.forget_tag()
+
+        def user_changed(_connection: object, _pid: object, _channel: object, payload: str) -> None:
+            if payload.isdigit():
+                self.forget_user(int(payload))
 
         def lost(*_: object) -> None:
             self._listening = False
@@ -161,6 +166,7 @@ class MetricsService:
         try:
             connection = await asyncpg.connect(dsn, timeout=5)
             await connection.add_listener(DATASET_CHANNEL, notified)
+            await connection.add_listener(USERS_CHANNEL, user_changed)
         except (OSError, asyncpg.PostgresError, TimeoutError) as error:
             logger.warning("cannot follow imports (%s); reading the tag per request", error)
             self._relisten = asyncio.get_running_loop().create_task(self._listen_again(dsn))
@@ -169,6 +175,13 @@ class MetricsService:
         self._listener, self._lost = connection, lost
         self._known_tag = None
         self._listening = True
+
+    def forget_user(self, user_id: int) -> None:
+        """An admin deactivated, reset or demoted this user in some web process (app.auth.users
+        notifies on the same connection): this process checks their tokens again at once."""
+        from app.auth.deps import get_accounts
+
+        get_accounts().forget_user(user_id)
 
     async def _listen_again(self, dsn: str) -> None:
         await asyncio.sleep(5)

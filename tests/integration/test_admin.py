@@ -45,7 +45,7 @@ async def test_an_admin_signed_in_to_the_app_is_signed_in_to_piccolo_admin(clien
     index = await client.get("/admin/", headers=HTML)
     assert index.status_code == 200 and '<div id="app">' in index.text
     # read-only, and it looks it: the stylesheet that hides Add, Edit and Delete, and says why
-    assert '<link rel="stylesheet" href="/static/admin-readonly.css"></head>' in index.text
+    assert '<link rel="stylesheet" href="/static/admin-readonly.css">' in index.text
     assert int(index.headers["content-length"]) == len(index.content)
     look = (await client.get("/static/admin-readonly.css")).text
     assert 'a[href$="/add/"]' in look and "delete_row_button" in look and "Read-only" in look

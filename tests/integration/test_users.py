@@ -242,3 +242,35 @@ async def test_the_users_api_is_in_the_openapi_document(client):
     spec = (await client.get("/schema/openapi.json")).json()
     for path in ["/users", "/users/{user_id}/active", "/users/{user_id}/admin", "/users/{user_id}/password-reset"]:
         assert path in spec["paths"], path
+
+
+async def test_a_deactivation_reaches_every_web_process_at_once_on_postgres(client, engine_name):
+    """Another web process remembers a checked token for 2 s; the change's NOTIFY ends that."""
+    if engine_name != "postgres":
+        pytest.skip("LISTEN/NOTIFY is PostgreSQL's; the embedded mode is one process")
+    import asyncio
+
+    from app.auth.service import Accounts
+    from app.lib.cache import get_cache
+    from app.metrics.service import MetricsService
+
+    token = await admin_token(client)
+    await register(client, "bob", "bobs words!")
+    bob = await login(client, "bob", "bobs words!")
+    other = Accounts(get_settings(), get_cache())  # the other process's account service
+    assert await other.user_for_token(bob) is not None  # checked, and remembered
+    listener = MetricsService(get_settings(), get_cache())
+    listener.forget_user = other.forget_user  # type: ignore[method-assign]  # that process's accounts
+    await listener.listen(get_settings().database_url)
+    try:
+        bob_id = (await User.select(User.id).where(User.username == "bob").first())["id"]
+        off = await client.post(f"/users/{bob_id}/active", json={"active": False}, headers=bearer(token))
+        assert off.status_code == 200
+        for _ in range(100):  # the notification arrives within milliseconds of the commit
+            if not other._recent:
+                break
+            await asyncio.sleep(0.02)
+        assert other._recent == {}  # forgotten through NOTIFY, not at the 2 s mark
+        assert await other.user_for_token(bob) is None
+    finally:
+        await listener.close()

@@ -54,6 +54,7 @@ def test_a_newcomer_loads_the_demo_and_manages_a_second_user(empty_server, engin
     def watch(page) -> None:
         page.on("pageerror", lambda error: problems.append(f"{page.url}: {error}"))
         page.on("console", lambda message: message.type == "error" and problems.append(f"{page.url}: {message.text}"))
+        page.on("response", lambda answer: answer.status == 404 and problems.append(f"404: {answer.url}"))
         page.set_default_timeout(30_000)
 
     with sync_playwright() as playwright:
@@ -142,6 +143,13 @@ def test_a_newcomer_loads_the_demo_and_manages_a_second_user(empty_server, engin
         member.fill("#password", "the member's own words")
         member.click("button[type=submit]")
         expect(member.locator("#login .alert")).to_contain_text("wrong username or password")
+
+        # piccolo-admin: read-only, and it looks it (no Add or Edit that would end in 405)
+        page.goto(f"{base}/admin/#/transactions/")
+        add = page.locator("a.button", has_text="Add Row")
+        expect(add).to_have_count(1)
+        expect(add).to_be_hidden()
+        page.screenshot(path=str(ARTIFACTS / f"admin-{engine_name}.png"))
 
         # an upload: "replace all" asks first, naming what it replaces; then progress, one import
         small = tmp_path / "more.csv"
