@@ -50,11 +50,22 @@
     var data = JSON.parse(el.dataset.chart);
     if (!data.x.length) return;
     var bars = data.freq === "year" || data.x.length < 3;
-    var series = { label: "Revenue", stroke: "#2f5bd3", fill: "rgba(47, 91, 211, 0.12)", width: 2, points: { show: data.x.length < 60 } };
+    var partial = data.partial || data.x.map(function () { return false; });
+    var n = data.x.length;
+    // whole periods solid; a partial first or last period dashed (or pale, as a bar), joined to its neighbour
+    var solid = data.y.map(function (v, i) { return partial[i] ? null : v; });
+    var part = data.y.map(function (v, i) {
+      if (partial[i]) return v;
+      var nextToPartial = (i > 0 && partial[i - 1]) || (i < n - 1 && partial[i + 1]);
+      return !bars && nextToPartial ? v : null;
+    });
+    var series = { label: "Revenue", stroke: "#2f5bd3", fill: "rgba(47, 91, 211, 0.12)", width: 2, points: { show: n < 60 } };
+    var partSeries = { label: "Partial period", stroke: "#2f5bd3", dash: [6, 5], width: 2, points: { show: n < 60 } };
     if (bars) {
-      series.paths = uPlot.paths.bars({ size: [0.5, 120] });
+      series.paths = partSeries.paths = uPlot.paths.bars({ size: [0.5, 120] });
       series.fill = "rgba(47, 91, 211, 0.75)";
-      series.points = { show: false };
+      partSeries.fill = "rgba(47, 91, 211, 0.3)";
+      series.points = partSeries.points = { show: false };
     }
     var opts = {
       width: Math.max(el.clientWidth, 280),
@@ -75,9 +86,9 @@
         },
         { size: 86, values: function (u, vals) { return vals.map(function (v) { return data.symbol + whole(v); }); } },
       ],
-      series: [{}, series],
+      series: [{}, series, partSeries],
     };
-    var chart = new uPlot(opts, [data.x, data.y], el);
+    var chart = new uPlot(opts, [data.x, solid, part], el);
     new ResizeObserver(function () { chart.setSize({ width: Math.max(el.clientWidth, 280), height: 260 }); }).observe(el);
   }
   // The Data page's upload: asks before replacing all data (naming how many transactions), then

@@ -107,7 +107,61 @@ class Reference:
             "cancelled_revenue": r2(c_revenue or Decimal(0)),
             "first_sale": first,
             "last_sale": last,
+            "comparison": None,
         }
+
+    # -- F1: comparison with an earlier window ------------------------------------------------
+
+    _CHANGED: ClassVar[dict[str, bool]] = {  # compared fields: True for amounts (2 places)
+        "revenue": True,
+        "units_sold": False,
+        "orders": False,
+        "customers": False,
+        "average_order_value": True,
+        "units_per_order": True,
+        "cancelled_orders": False,
+        "cancelled_revenue": True,
+    }
+
+    def compared(self, start=None, end=None, country=None, mode="previous_period") -> dict:
+        """ANALYTICS.md F1, spelled out: windows by calendar arithmetic, deltas of reported values."""
+        current = self.kpis(start, end, country)
+        if start is None or end is None:
+            where, args = self._where(None, None, country)
+            first, last = self.query(f"SELECT min(d), max(d) FROM sales WHERE {where}", args)[0]
+            if first is None:
+                return current
+            start, end = start or first, end or last
+        if mode == "previous_period":
+            days = (end - start).days + 1
+            before_start, before_end = start - timedelta(days=days), start - timedelta(days=1)
+        else:
+
+            def back(d: date) -> date:
+                return date(d.year - 1, d.month, 28 if (d.month, d.day) == (2, 29) else d.day)
+
+            before_start, before_end = back(start), back(end)
+        before = self.kpis(before_start, before_end, country)
+        change = {}
+        for name, amount in self._CHANGED.items():
+            now, then = current[name], before[name]
+            if now is None or then is None:
+                change[name] = {"abs": None, "pct": None}
+                continue
+            delta = float(Decimal(str(now)) - Decimal(str(then))) if amount else now - then
+            pct = r2(Decimal(100) * Decimal(str(delta)) / Decimal(str(then))) if then else None
+            change[name] = {"abs": delta, "pct": pct}
+        previous = {k: v for k, v in before.items() if k not in ("currency", "comparison")}
+        current["comparison"] = {
+            "mode": mode,
+            "start": start,
+            "end": end,
+            "previous_start": before_start,
+            "previous_end": before_end,
+            "previous": previous,
+            "change": change,
+        }
+        return current
 
     # the first day of a period, spelled as calendar arithmetic (not truncation)
     _PERIOD_SQL: ClassVar[dict[str, str]] = {
@@ -138,15 +192,27 @@ class Reference:
             return []
         buckets = {period: (revenue, int(units), orders) for period, revenue, units, orders in rows}
         period, last = min(buckets), max(buckets)
+        # the window a period must lie in to be whole: the dates, or the country's first / last sale day
+        country_where, country_args = self._where(None, None, country)
+        first_day, last_day = self.query(f"SELECT min(d), max(d) FROM sales WHERE {country_where}", country_args)[0]
+        window = (start or first_day, end or last_day)
         points, previous = [], None
         while period <= last:
             revenue, units, orders = buckets.get(period, (Decimal(0), 0, 0))
             growth = r2((revenue - previous) / previous * 100) if previous else None
+            following = self._next(period, freq)
             points.append(
-                {"period": period, "revenue": r2(revenue), "units_sold": units, "orders": orders, "growth_pct": growth}
+                {
+                    "period": period,
+                    "revenue": r2(revenue),
+                    "units_sold": units,
+                    "orders": orders,
+                    "growth_pct": growth,
+                    "partial": period < window[0] or following - timedelta(days=1) > window[1],
+                }
             )
             previous = revenue
-            period = self._next(period, freq)
+            period = following
         return points
 
     def countries_table(self, start=None, end=None) -> list[dict]:

@@ -26,12 +26,14 @@ FIRST_KPIS = {
     "cancelled_revenue": 1.25,
     "first_sale": "2011-01-03T10:00:00",
     "last_sale": "2011-03-01T12:00:00",
+    "comparison": None,  # F1: none unless asked for
 }
 
+# the data runs 3 Jan to 1 Mar 2011: January and March are partial months
 FIRST_MONTHS = [
-    {"period": "2011-01-01", "revenue": 22.5, "units_sold": 7, "orders": 2, "growth_pct": None},
-    {"period": "2011-02-01", "revenue": 0.0, "units_sold": 0, "orders": 0, "growth_pct": -100.0},
-    {"period": "2011-03-01", "revenue": 3.33, "units_sold": 1, "orders": 1, "growth_pct": None},
+    {"period": "2011-01-01", "revenue": 22.5, "units_sold": 7, "orders": 2, "growth_pct": None, "partial": True},
+    {"period": "2011-02-01", "revenue": 0.0, "units_sold": 0, "orders": 0, "growth_pct": -100.0, "partial": False},
+    {"period": "2011-03-01", "revenue": 3.33, "units_sold": 1, "orders": 1, "growth_pct": None, "partial": True},
 ]
 
 # appended to FIRST: one more German order

@@ -20,12 +20,15 @@ import polars as pl
 
 from app.lib.errors import AppError
 from app.metrics.schemas import (
+    Change,
+    Comparison,
     CountryDetail,
     CountryRow,
     Filters,
     Freq,
     Kpis,
     Order,
+    PeriodKpis,
     Product,
     RankBy,
     Series,
@@ -293,10 +296,98 @@ def _make_kpis(totals: dict | None, cancelled: dict | None, currency: str) -> Kp
     )
 
 
-def kpis(ds: Dataset, filters: Filters, currency: str) -> Kpis:
+def kpis(ds: Dataset, filters: Filters, currency: str, compare: str = "none") -> Kpis:
+    _one_of("compare", compare, COMPARES)
     sales, cancellations = _scope(ds, filters)
     totals = sales.select(*_TOTALS, *_SPAN).row(0, named=True)
-    return _make_kpis(totals, cancellations.select(*_CANCELLED).row(0, named=True), currency)
+    current = _make_kpis(totals, cancellations.select(*_CANCELLED).row(0, named=True), currency)
+    if compare != "none":
+        current.comparison = _comparison(ds, filters, current, compare)
+    return current
+
+
+# -- date presets -------------------------------------------------------------------------
+
+
+def presets(last: date) -> list[tuple[str, str, date | None, date | None]]:
+    """The filter form's date presets as (key, label, start, end), counted back from `last`,
+    the last day with sales (the data is history: its "today"). "All time" sets no dates."""
+    month = last.replace(day=1)
+    previous_month_end = month - timedelta(days=1)
+    quarter = date(last.year, 3 * ((last.month - 1) // 3) + 1, 1)
+    return [
+        ("7d", "Last 7 days", last - timedelta(days=6), last),
+        ("30d", "Last 30 days", last - timedelta(days=29), last),
+        ("90d", "Last 90 days", last - timedelta(days=89), last),
+        ("month", "This month", month, last),
+        ("last-month", "Last month", previous_month_end.replace(day=1), previous_month_end),
+        ("quarter", "This quarter", quarter, last),
+        ("year", "This year", date(last.year, 1, 1), last),
+        ("last-year", "Last year", date(last.year - 1, 1, 1), date(last.year - 1, 12, 31)),
+        ("all", "All time", None, None),
+    ]
+
+
+def last_sale_day(ds: Dataset) -> date | None:
+    return ds.sales.get_column("day").max()  # type: ignore[return-value]  # a Date column's max is a date
+
+
+# -- comparison with an earlier window (ANALYTICS.md F1) ---------------------------------
+
+COMPARES = ("none", "previous_period", "previous_year")
+# the fields compared, and whether each is an amount (2 places) or a count (a whole number)
+_COMPARED = {
+    "revenue": True,
+    "units_sold": False,
+    "orders": False,
+    "customers": False,
+    "average_order_value": True,
+    "units_per_order": True,
+    "cancelled_orders": False,
+    "cancelled_revenue": True,
+}
+
+
+def previous_window(start: date, end: date, compare: str) -> tuple[date, date]:
+    """The window a comparison reads: the `L` days before `start`, or both ends a year back
+    (29 February becoming the 28th). Never clipped by the current window's dates."""
+    if compare == "previous_period":
+        length = (end - start).days + 1
+        return start - timedelta(days=length), start - timedelta(days=1)
+    return _year_back(start), _year_back(end)
+
+
+def _year_back(day: date) -> date:
+    return day.replace(year=day.year - 1, day=28 if (day.month, day.day) == (2, 29) else day.day)
+
+
+def _comparison(ds: Dataset, filters: Filters, current: Kpis, compare: str) -> Comparison | None:
+    """The comparison, or None when no window can be derived (dates omitted and no sales)."""
+    start, end = filters.start, filters.end
+    if start is None or end is None:  # R1: an omitted date is the first or last sale day in the country
+        in_country, _ = _scope(ds, Filters(country=filters.country))
+        days = in_country.select(pl.col("day").min(), pl.col("day").max().alias("last")).row(0)
+        if days[0] is None or (start or days[0]) > (end or days[1]):
+            return None
+        start, end = start or days[0], end or days[1]
+    previous_start, previous_end = previous_window(start, end, compare)
+    before = kpis(ds, Filters(start=previous_start, end=previous_end, country=filters.country), current.currency)
+    change = {}
+    for name, amount in _COMPARED.items():
+        now, then = getattr(current, name), getattr(before, name)
+        delta = None if now is None or then is None else (round(now - then, 2) if amount else now - then)
+        pct = None if delta is None or not then else round(100 * delta / then, 2)
+        change[name] = Change(abs=delta, pct=pct)
+    fields = {name: getattr(before, name) for name in PeriodKpis.__struct_fields__}
+    return Comparison(
+        mode=compare,  # type: ignore[arg-type]  # checked against COMPARES
+        start=start,
+        end=end,
+        previous_start=previous_start,
+        previous_end=previous_end,
+        previous=PeriodKpis(**fields),
+        change=change,
+    )
 
 
 # -- time series -----------------------------------------------------------------------
@@ -312,8 +403,11 @@ def _next_period(period: date, freq: str) -> date:
     return date(period.year + 1, 1, 1)
 
 
-def _points(rows: list[tuple[date, int, int, int]], freq: str) -> list[SeriesPoint]:
-    """Series points from (period, revenue, units, orders) rows sorted by period, gaps filled with zeros."""
+def _points(
+    rows: list[tuple[date, int, int, int]], freq: str, window: tuple[date, date] | None = None
+) -> list[SeriesPoint]:
+    """Series points from (period, revenue, units, orders) rows sorted by period, gaps filled with
+    zeros; a period the `window` (first and last day) covers only in part is marked partial."""
     if not rows:
         return []
     known = {row[0]: row for row in rows}
@@ -322,19 +416,40 @@ def _points(rows: list[tuple[date, int, int, int]], freq: str) -> list[SeriesPoi
     while period <= last:
         _, revenue, units, orders = known.get(period, (period, 0, 0, 0))
         growth = ratio2((revenue - previous) * 100, previous) if previous else None
+        following = _next_period(period, freq)
+        partial = window is not None and (period < window[0] or following - timedelta(days=1) > window[1])
         points.append(
-            SeriesPoint(period=period, revenue=money(revenue), units_sold=units, orders=orders, growth_pct=growth)
+            SeriesPoint(
+                period=period,
+                revenue=money(revenue),
+                units_sold=units,
+                orders=orders,
+                growth_pct=growth,
+                partial=partial,
+            )
         )
         previous = revenue
-        period = _next_period(period, freq)
+        period = following
     return points
+
+
+def window(ds: Dataset, filters: Filters) -> tuple[date, date] | None:
+    """R1: the filters' dates, an omitted one being the first or last sale day in the country."""
+    if filters.start is not None and filters.end is not None:
+        return filters.start, filters.end
+    sales = ds.sales if filters.country is None else ds.of_country("sales", ds.country(filters.country))
+    first, last = sales.select(pl.col("day").min(), pl.col("day").max().alias("last")).row(0)
+    if first is None:
+        return None
+    return filters.start or first, filters.end or last
 
 
 def series(ds: Dataset, filters: Filters, freq: str, currency: str) -> Series:
     _one_of("freq", freq, FREQS)
     sales, _ = _scope(ds, filters)
     rows = sales.group_by(pl.col(freq).alias("period")).agg(*_SERIES).sort("period").rows()
-    return Series(currency=currency, freq=freq, points=_points(rows, freq))  # type: ignore[arg-type]  # freq was checked against FREQS above
+    points = _points(rows, freq, window(ds, filters))
+    return Series(currency=currency, freq=freq, points=points)  # type: ignore[arg-type]  # freq was checked against FREQS above
 
 
 # -- countries -------------------------------------------------------------------------
@@ -418,9 +533,17 @@ def _product(row: dict) -> Product:
     )
 
 
-def country_detail(ds: Dataset, filters: Filters, country_name: str, currency: str) -> CountryDetail:
-    """One country's figures in the date filters (a `country` filter is replaced by the name)."""
-    return _details(ds, filters, [ds.country(country_name)], currency)[0]
+def country_detail(
+    ds: Dataset, filters: Filters, country_name: str, currency: str, compare: str = "none"
+) -> CountryDetail:
+    """One country's figures in the date filters (a `country` filter is replaced by the name);
+    its KPIs compared with an earlier window if asked (F1)."""
+    name = ds.country(country_name)
+    detail = _details(ds, filters, [name], currency)[0]
+    if compare != "none":
+        in_country = Filters(start=filters.start, end=filters.end, country=name)
+        detail.kpis.comparison = kpis(ds, in_country, currency, compare).comparison
+    return detail
 
 
 def country_details(
@@ -452,6 +575,14 @@ def _details(ds: Dataset, filters: Filters, names: list[str], currency: str) -> 
     cancelled = by_country(cancellations.group_by("country").agg(*_CANCELLED))
     months = by_country(sales.group_by("country", "month").agg(*_SERIES).sort("country", "month"))
     top = by_country(_top_products(products, ["country"]))
+    # each country's window (R1): the dates, or its own first and last sale day (one group-by)
+    days = ds.of_country("sales", names[0]) if len(names) == 1 else ds.sales  # one country: its cut, held
+    spans = {
+        str(country): (filters.start or first, filters.end or last)
+        for country, first, last in days.group_by("country")
+        .agg(pl.col("day").min().alias("first"), pl.col("day").max().alias("last"))
+        .iter_rows()
+    }
     details = []
     for name in names:
         rank, row = totals.get(name, (None, None))
@@ -461,7 +592,7 @@ def _details(ds: Dataset, filters: Filters, names: list[str], currency: str) -> 
                 country=name,
                 rank=rank,
                 kpis=_make_kpis(row, cancelled[name][0] if name in cancelled else None, currency),
-                series=_points(series_rows, "month"),
+                series=_points(series_rows, "month", spans.get(name)),
                 top_products=[_product(p) for p in top.get(name, [])],
             )
         )

@@ -62,6 +62,7 @@ def register(cli: click.Group) -> None:
             f"store {report.store_seconds:.2f} s, total {report.seconds:.2f} s"
         )
         click.echo(
-            "  views: KPIs; series by day, week, month and year; top countries by revenue, units_sold, "
-            f"orders and customers; {report.views - 10} country pages; transactions page 1"
+            "  views: KPIs, alone and against the previous period; series by day, week, month and year; top "
+            f"countries by revenue, units_sold, orders and customers; {report.views - 11} country pages; "
+            "transactions page 1"
         )

@@ -26,8 +26,9 @@ from app.lib.settings import get_settings
 from app.lib.web.asking import NO_STORE_HEADERS, is_htmx, wants_json
 from app.lib.web.openapi import BEARER, NO_NUL, errors
 from app.lib.web.pages import Answer, answer, rendered
+from app.metrics import analytics
 from app.metrics.analytics import MetricsError
-from app.metrics.schemas import Freq, RankBy
+from app.metrics.schemas import Compare, Freq, RankBy
 from app.metrics.service import cache_key, get_metrics_service
 from app.metrics.views import (
     KPIS,
@@ -35,6 +36,7 @@ from app.metrics.views import (
     SERIES,
     TOP_COUNTRIES,
     VIEWS,
+    KpisParams,
     Params,
     Scope,
     SeriesParams,
@@ -105,12 +107,19 @@ async def context(view: View[Any, Any], params: Params, body: bytes) -> dict[str
     values[view.context_name] = msgspec.json.decode(body, type=view.result)
     if view.lists_countries:
         values["countries"] = await countries()
+    values.update(await date_presets())  # every view's page has the filter form
     return values
 
 
 async def countries() -> list[str]:
     dataset = await get_metrics_service().dataset()
     return sorted(dataset.countries.values())
+
+
+async def date_presets() -> dict[str, Any]:
+    """The filter form's presets, counted back from the data's last sale day (its "today")."""
+    last = analytics.last_sale_day(await get_metrics_service().dataset())
+    return {"presets": analytics.presets(last) if last else [], "last_sale_day": last}
 
 
 FILTER_FIELDS = ("start", "end", "country", "q")  # what a page's filter form sends
@@ -176,6 +185,9 @@ def endpoint(view: View[Any, Any]) -> HTTPRouteHandler:
 
     async def show(request: Request, values: dict[str, Any], extra: dict[str, Any] | None = None) -> Answer[Any]:
         params = view.params.from_query(**values)
+        if view.page_defaults and not wants_json(request):  # what an omitted parameter means on a page
+            unset = {name: value for name, value in view.page_defaults.items() if getattr(params, name) is None}
+            params = msgspec.structs.replace(params, **unset)
         service = get_metrics_service()
         body = await service.answer(view, params)
 
@@ -216,6 +228,7 @@ class DashboardParams(Scope, frozen=True, kw_only=True):
     """The dashboard shows three views; its own parameters are theirs (with their defaults)."""
 
     freq: Annotated[Freq, Meta(description="The series' period")] = default(SERIES.params, "freq")
+    compare: Annotated[Compare | None, Meta(description="The KPIs' comparison (default: previous_period)")] = None
     by: Annotated[RankBy, Meta(description="What the countries are ranked by")] = default(TOP_COUNTRIES.params, "by")
 
 
@@ -241,6 +254,9 @@ async def _dashboard(
     service = get_metrics_service()
     params = DashboardParams.from_query(**values)
     scope = Scope(start=params.start, end=params.end, country=params.country)
+    compared = KpisParams(
+        start=params.start, end=params.end, country=params.country, compare=params.compare or "previous_period"
+    )
     series = SeriesParams(start=params.start, end=params.end, country=params.country, freq=params.freq)
     top = TopCountriesParams(start=params.start, end=params.end, country=params.country, by=params.by)
     key = cache_key(tag, "dashboard", params)
@@ -248,14 +264,16 @@ async def _dashboard(
     async def page_context() -> dict[str, Any]:
         return {
             "filters": params.filters,
-            "query": scope.query(),
+            "query": scope.query() | ({"compare": params.compare} if params.compare else {}),
             "currency": get_settings().currency,
-            "kpis": msgspec.json.decode(await service.answer(KPIS, scope), type=KPIS.result),
+            "kpis": msgspec.json.decode(await service.answer(KPIS, compared), type=KPIS.result),
+            "compare": compared.compare,
             "series": msgspec.json.decode(await service.answer(SERIES, series), type=SERIES.result),
             "top": msgspec.json.decode(await service.answer(TOP_COUNTRIES, top), type=TOP_COUNTRIES.result),
             "freq": params.freq,
             "by": params.by,
             "countries": await countries(),
+            **(await date_presets()),
         }
 
     return await rendered(request, key, "dashboard.html", "partials/dashboard.html", page_context, extra)

@@ -54,8 +54,12 @@ class Filters(msgspec.Struct, frozen=True):
     country: str | None = None
 
 
-class Kpis(msgspec.Struct):
-    currency: str
+Compare = Literal["none", "previous_period", "previous_year"]
+
+
+class PeriodKpis(msgspec.Struct):
+    """The KPI fields of one window (the previous one of a comparison)."""
+
     revenue: float
     units_sold: int
     orders: int
@@ -68,12 +72,49 @@ class Kpis(msgspec.Struct):
     last_sale: MaybeLocalTime
 
 
+class Change(msgspec.Struct):
+    """current - previous (of the reported values), and that as a percentage of previous."""
+
+    abs: float | int | None
+    pct: float | None
+
+
+class Comparison(msgspec.Struct):
+    """ANALYTICS.md F1: the two windows, the previous window's KPIs and the change of each."""
+
+    mode: Compare
+    start: date
+    end: date
+    previous_start: date
+    previous_end: date
+    previous: PeriodKpis
+    change: dict[str, Change]
+
+
+class Kpis(msgspec.Struct):
+    currency: str
+    revenue: float
+    units_sold: int
+    orders: int
+    customers: int
+    average_order_value: float | None
+    units_per_order: float | None
+    cancelled_orders: int
+    cancelled_revenue: float
+    first_sale: MaybeLocalTime
+    last_sale: MaybeLocalTime
+    comparison: Comparison | None = None  # null unless `compare` asks for one (F1)
+
+
 class SeriesPoint(msgspec.Struct):
     period: date
     revenue: float
     units_sold: int
     orders: int
     growth_pct: float | None
+    # the window (the filters, or the data where a date is omitted) covers only part of this
+    # period: the first or last point, e.g. December 2011 (9 days) or the year 2010 (one month)
+    partial: bool = False
 
 
 class Series(msgspec.Struct):

@@ -23,6 +23,7 @@ from msgspec import Meta
 from app.metrics import analytics, lines
 from app.metrics.analytics import FREQS, LIMIT_RANGE, MAX_PAGE, RANK_BY, SIZE_RANGE, Dataset, InvalidParameter
 from app.metrics.schemas import (
+    Compare,
     CountryDetail,
     CountryRow,
     Filters,
@@ -182,6 +183,16 @@ class Scope(Dates, frozen=True, kw_only=True):
     country: Annotated[str | None, Meta(description="One country, any case")] = None
 
 
+_COMPARE = Meta(
+    description="Compare with the window of the same length just before (previous_period) or a year before "
+    "(previous_year), or not (none). Omitted: none in JSON (the answer scripts know), previous_period on the pages"
+)
+
+
+class KpisParams(Scope, frozen=True, kw_only=True):
+    compare: Annotated[Compare | None, _COMPARE] = None
+
+
 class SeriesParams(Scope, frozen=True, kw_only=True):
     freq: Annotated[Freq, Meta(description="The length of a period")] = "month"
 
@@ -197,6 +208,7 @@ class CountryParams(Dates, frozen=True, kw_only=True):
     FOLDED = {"country_name": _casefold}
 
     country_name: Annotated[str, Meta(description="The country, any case")] = ""
+    compare: Annotated[Compare | None, _COMPARE] = None
 
 
 class PageParams(Scope, frozen=True, kw_only=True):
@@ -250,6 +262,8 @@ class View(Generic[P, R]):
     fetch: Callable[[Dataset, P], Awaitable[R]] | None = None
     lists_countries: bool = False  # the page's filter form offers the country list
     errors: tuple[int, ...] = (400, 401, 404, 503)
+    # what an omitted parameter means on the pages, where it differs from JSON (compare)
+    page_defaults: dict[str, Any] = field(default_factory=dict)
     path_params: tuple[str, ...] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -285,20 +299,21 @@ LINE_COLUMNS = (
     "country",
     "line_revenue",
 )
-POINT_COLUMNS = ("period", "revenue", "units_sold", "orders", "growth_pct")
+POINT_COLUMNS = ("period", "revenue", "units_sold", "orders", "growth_pct", "partial")
 PRODUCT_COLUMNS = ("stock_code", "description", "revenue", "units_sold")
 COUNTRY_COLUMNS = ("rank", "country", "revenue", "units_sold", "orders", "customers", "revenue_share_pct")
 
-KPIS: View[Scope, Kpis] = View(
+KPIS: View[KpisParams, Kpis] = View(
     name="kpis",
     path="/kpis",
-    summary="KPIs of the sales lines in the filters",
-    params=Scope,
+    summary="KPIs of the sales lines in the filters, optionally compared with an earlier window",
+    params=KpisParams,
     result=Kpis,
-    compute=lambda ds, p, currency: analytics.kpis(ds, p.filters, currency),
+    compute=lambda ds, p, currency: analytics.kpis(ds, p.filters, currency, p.compare or "none"),
     template="kpis",
     context_name="kpis",
-    defaults=lambda _: [Scope()],
+    defaults=lambda _: [KpisParams(), KpisParams(compare="previous_period")],
+    page_defaults={"compare": "previous_period"},
 )
 
 SERIES: View[SeriesParams, Series] = View(
@@ -333,7 +348,10 @@ COUNTRY: View[CountryParams, CountryDetail] = View(
     summary="One country: KPIs, rank, monthly series, top products",
     params=CountryParams,
     result=CountryDetail,
-    compute=lambda ds, p, currency: analytics.country_detail(ds, p.filters, p.country_name, currency),
+    compute=lambda ds, p, currency: analytics.country_detail(
+        ds, p.filters, p.country_name, currency, p.compare or "none"
+    ),
+    page_defaults={"compare": "previous_period"},
     template="country",
     context_name="detail",
     # every country's page, from one group-by per figure

@@ -31,12 +31,7 @@ async def test_static_assets_are_vendored(tmp_path: Path) -> None:
 
 async def test_the_embedded_app_precomputes_the_figures_on_start(tmp_path: Path) -> None:
     from app.metrics.service import get_metrics_service
-    from app.metrics.views import (
-        COUNTRY,
-        KPIS,
-        CountryParams,
-        Scope,
-    )
+    from app.metrics.views import COUNTRY, KPIS, CountryParams, KpisParams
     from tests import small_data
 
     (tmp_path / "first.csv").write_text(small_data.FIRST)
@@ -49,8 +44,8 @@ async def test_the_embedded_app_precomputes_the_figures_on_start(tmp_path: Path)
                 break
             await asyncio.sleep(0.05)
         report = await service.last_refresh()
-        assert report is not None and (report.views, report.sales_lines) == (13, 4)
+        assert report is not None and (report.views, report.sales_lines) == (14, 4)
         hits, computed = service.cache.stats.hits, service.computed
-        await service.answer(KPIS, Scope())
+        await service.answer(KPIS, KpisParams())
         await service.answer(COUNTRY, CountryParams(country_name="germany"))
         assert (service.computed - computed, service.cache.stats.hits - hits) == (0, 2)

@@ -15,7 +15,7 @@ import pytest
 from app.ingest.service import OverlapRefused, import_file
 from app.ingest.tables import Import
 from app.metrics.service import MetricsService
-from app.metrics.views import KPIS, Scope
+from app.metrics.views import KPIS, KpisParams
 from tests import small_data
 from tests.helpers import HTML, browser_login, follow_import, form_token, invoke_cli, register, snapshot
 
@@ -34,7 +34,7 @@ async def kpis() -> dict:
     from app.lib.settings import get_settings
 
     service = MetricsService(get_settings(), Cache(BoundedMemoryStore(), name="test cache"))
-    return msgspec.json.decode(await service.answer(KPIS, Scope()))
+    return msgspec.json.decode(await service.answer(KPIS, KpisParams()))
 
 
 def write(tmp_path: Path, name: str, content: str) -> Path:

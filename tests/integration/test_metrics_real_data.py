@@ -100,6 +100,65 @@ def test_kpis(dataset, reference, combo):
     assert builtins(analytics.kpis(dataset, filters(combo), "GBP")) == builtins(reference.kpis(start, end, country))
 
 
+@pytest.mark.parametrize(
+    ("start", "end", "country", "mode"),
+    [
+        (D(2011, 11, 1), D(2011, 11, 30), None, "previous_period"),  # ANALYTICS.md's reference
+        (D(2011, 11, 1), D(2011, 11, 30), None, "previous_year"),
+        (D(2010, 12, 1), D(2010, 12, 31), None, "previous_period"),  # the previous window is before the data
+        (None, None, None, "previous_period"),  # the R1 defaults: the whole data against the days before it
+        (None, None, None, "previous_year"),  # overlapping windows: the current one never clips the other
+        (D(2011, 3, 1), D(2011, 5, 31), "germany", "previous_period"),
+        (None, D(2011, 6, 30), "EIRE", "previous_year"),  # one date omitted: the country's first sale day
+        (D(2012, 2, 29), D(2012, 3, 31), None, "previous_year"),  # 29 February: 28 February the year before
+        (D(2012, 1, 1), D(2012, 1, 31), None, "previous_period"),  # no data in either window
+        (D(2011, 12, 9), D(2011, 12, 9), "United Kingdom", "previous_period"),  # one day
+    ],
+)
+def test_kpis_compared_with_an_earlier_window(dataset, reference, start, end, country, mode):
+    ours = builtins(analytics.kpis(dataset, Filters(start=start, end=end, country=country), "GBP", mode))
+    expected = builtins(reference.compared(start, end, country, mode))
+    theirs, mine = expected.pop("comparison"), ours.pop("comparison")
+    assert ours == expected
+    changes, expected_changes = mine.pop("change"), theirs.pop("change")
+    assert set(changes) == set(expected_changes)
+    for name, change in changes.items():
+        assert change["abs"] == expected_changes[name]["abs"], name  # from the reported values: exact
+        if change["pct"] is None or expected_changes[name]["pct"] is None:
+            assert change["pct"] is expected_changes[name]["pct"], name
+        else:
+            assert change["pct"] == pytest.approx(expected_changes[name]["pct"], abs=0.0101), name  # R5
+    assert mine == theirs
+
+
+def test_the_reference_comparison_figures(dataset):
+    nov = analytics.kpis(dataset, Filters(start=D(2011, 11, 1), end=D(2011, 11, 30)), "GBP", "previous_period")
+    c = nov.comparison
+    assert (c.previous_start, c.previous_end) == (D(2011, 10, 2), D(2011, 10, 31))
+    assert (c.previous.revenue, c.change["revenue"].abs, c.change["revenue"].pct) == (1154979.30, 354517.03, 30.69)
+    assert (c.change["orders"].pct, c.change["customers"].pct) == (35.74, 21.99)
+    assert (c.change["average_order_value"].abs, c.change["average_order_value"].pct) == (-21.03, -3.71)
+    assert (c.change["cancelled_revenue"].abs, c.change["cancelled_revenue"].pct) == (-36534.55, -43.35)
+    dec = analytics.kpis(dataset, Filters(start=D(2010, 12, 1), end=D(2010, 12, 31)), "GBP", "previous_period")
+    assert dec.comparison.previous.revenue == 0 and dec.comparison.previous.average_order_value is None
+    assert all(change.pct is None for change in dec.comparison.change.values())
+    assert analytics.kpis(dataset, Filters(), "GBP").comparison is None  # compare=none
+
+
+def test_partial_periods_are_marked(dataset):
+    months = analytics.series(dataset, Filters(), "month", "GBP").points
+    assert [p.period for p in months if p.partial] == [D(2011, 12, 1)]  # 9 days of December 2011
+    years = analytics.series(dataset, Filters(), "year", "GBP").points
+    assert [(p.period.year, p.partial) for p in years] == [(2010, True), (2011, True)]  # one month; to 9 Dec
+    window = analytics.series(dataset, Filters(start=D(2011, 3, 15), end=D(2011, 6, 30)), "month", "GBP").points
+    assert [(p.period.month, p.partial) for p in window] == [(3, True), (4, False), (5, False), (6, False)]
+    weeks = analytics.series(dataset, Filters(start=D(2011, 5, 4), end=D(2011, 5, 31)), "week", "GBP").points
+    assert weeks[0].partial and weeks[-1].partial and not any(p.partial for p in weeks[1:-1])
+    assert not any(p.partial for p in analytics.series(dataset, Filters(), "day", "GBP").points)
+    eire = analytics.country_detail(dataset, Filters(), "EIRE", "GBP").series
+    assert eire[-1].partial and not eire[0].partial
+
+
 def test_kpis_without_sales_are_zeros_and_nulls(dataset):
     kpis = analytics.kpis(dataset, filters("no sales (after the data)"), "GBP")
     assert (kpis.revenue, kpis.units_sold, kpis.orders, kpis.customers) == (0, 0, 0, 0)

@@ -23,8 +23,8 @@ from app.metrics.views import (
     SERIES,
     TOP_COUNTRIES,
     CountryParams,
+    KpisParams,
     PageParams,
-    Scope,
     SeriesParams,
     TopCountriesParams,
 )
@@ -53,7 +53,7 @@ def redis_service(url: str, cooldown: float = 0.5) -> MetricsService:
 async def test_figures_of_a_small_file_worked_out_by_hand(tmp_path):
     await load_small(tmp_path)
     service = memory_service()
-    assert msgspec.json.decode(await service.answer(KPIS, Scope())) == small_data.FIRST_KPIS
+    assert msgspec.json.decode(await service.answer(KPIS, KpisParams())) == small_data.FIRST_KPIS
     series = msgspec.json.decode(await service.answer(SERIES, SeriesParams(freq="month")))
     assert series == {"currency": "GBP", "freq": "month", "points": small_data.FIRST_MONTHS}
     top = msgspec.json.decode(await service.answer(TOP_COUNTRIES, TopCountriesParams()))
@@ -104,11 +104,11 @@ async def test_figures_of_a_small_file_worked_out_by_hand(tmp_path):
 async def test_a_second_call_is_served_from_the_cache(tmp_path):
     await load_small(tmp_path)
     service = memory_service()
-    first = await service.answer(KPIS, Scope(country="Germany"))
+    first = await service.answer(KPIS, KpisParams(country="Germany"))
     assert (service.computed, service.cache.stats.hits) == (1, 0)
     # the same question, spelled differently, is the same cache entry
     for spelling in ["germany", " GERMANY ", "Germany"]:
-        assert await service.answer(KPIS, Scope(country=spelling)) == first
+        assert await service.answer(KPIS, KpisParams(country=spelling)) == first
     # served by the process's own copy in front of the store: no store lookup at all
     assert (service.computed, service.local_hits, service.cache.stats.hits, service.loads) == (1, 3, 0, 1)
 
@@ -116,19 +116,19 @@ async def test_a_second_call_is_served_from_the_cache(tmp_path):
 async def test_an_import_changes_the_figures_immediately(tmp_path):
     await load_small(tmp_path)
     service = memory_service()
-    assert msgspec.json.decode(await service.answer(KPIS, Scope())) == small_data.FIRST_KPIS
+    assert msgspec.json.decode(await service.answer(KPIS, KpisParams())) == small_data.FIRST_KPIS
     await load_small(tmp_path, "second.csv", small_data.SECOND)
-    assert msgspec.json.decode(await service.answer(KPIS, Scope())) == small_data.SECOND_KPIS
+    assert msgspec.json.decode(await service.answer(KPIS, KpisParams())) == small_data.SECOND_KPIS
     assert (service.computed, service.loads) == (2, 2)
 
 
 async def test_figures_of_an_empty_database(tmp_path):
     service = memory_service()
-    kpis = msgspec.json.decode(await service.answer(KPIS, Scope()))
+    kpis = msgspec.json.decode(await service.answer(KPIS, KpisParams()))
     assert (kpis["revenue"], kpis["orders"], kpis["average_order_value"], kpis["first_sale"]) == (0, 0, None, None)
     assert msgspec.json.decode(await service.answer(PAGE, PageParams()))["items"] == []
     with pytest.raises(UnknownCountry):
-        await service.answer(KPIS, Scope(country="Germany"))
+        await service.answer(KPIS, KpisParams(country="Germany"))
 
 
 async def test_errors_are_not_cached(tmp_path):
@@ -136,7 +136,7 @@ async def test_errors_are_not_cached(tmp_path):
     service = memory_service()
     for _ in range(2):
         with pytest.raises(UnknownCountry, match="Atlantis"):
-            await service.answer(KPIS, Scope(country="Atlantis"))
+            await service.answer(KPIS, KpisParams(country="Atlantis"))
     assert service.cache.stats.stores == 0
 
 
@@ -144,10 +144,10 @@ async def test_refresh_precomputes_the_default_views(tmp_path):
     await load_small(tmp_path)
     service = memory_service()
     report = await service.refresh()
-    assert (report.views, report.sales_lines, report.cached) == (10 + 3, 4, True)  # 3 countries: DE, FR, UK
+    assert (report.views, report.sales_lines, report.cached) == (11 + 3, 4, True)  # 3 countries: DE, FR, UK
     assert (await service.last_refresh()).tag == await dataset_tag()
     for answer in [
-        service.answer(KPIS, Scope()),
+        service.answer(KPIS, KpisParams()),
         service.answer(SERIES, SeriesParams(freq="day")),
         service.answer(SERIES, SeriesParams(freq="year")),
         service.answer(TOP_COUNTRIES, TopCountriesParams(by="customers")),
@@ -182,32 +182,32 @@ async def test_redis_cache_survives_redis_going_away_and_coming_back(tmp_path, r
     await load_small(tmp_path)
     first, second = redis_service(redis_server.url), redis_service(redis_server.url)
     try:
-        body = await first.answer(KPIS, Scope())
-        assert await first.answer(KPIS, Scope()) == body  # from its in-process copy
+        body = await first.answer(KPIS, KpisParams())
+        assert await first.answer(KPIS, KpisParams()) == body  # from its in-process copy
         assert (first.computed, first.local_hits) == (1, 1)
-        assert await second.answer(KPIS, Scope()) == body  # another process: from Redis
+        assert await second.answer(KPIS, KpisParams()) == body  # another process: from Redis
         assert (second.computed, second.cache.stats.hits) == (0, 1)
 
         redis_server.stop()
         with caplog.at_level(logging.WARNING, logger="app.lib.cache"):
-            germany = msgspec.json.decode(await second.answer(KPIS, Scope(country="germany")))
+            germany = msgspec.json.decode(await second.answer(KPIS, KpisParams(country="germany")))
         assert germany["revenue"] == 17.5 and germany["orders"] == 1
         assert "Redis cache unavailable" in caplog.text
         assert second.cache.stats.errors >= 1
         # while the breaker is open, Redis is not even tried
         errors = second.cache.stats.errors
-        uk = msgspec.json.decode(await second.answer(KPIS, Scope(country="united kingdom")))
+        uk = msgspec.json.decode(await second.answer(KPIS, KpisParams(country="united kingdom")))
         assert uk["revenue"] == 8.33
         assert second.cache.stats.errors == errors and second.cache.stats.skipped >= 1
 
         redis_server.start()  # empty again, same port
         await asyncio.sleep(second.cache.cooldown + 0.1)
         stores = second.cache.stats.stores
-        await second.answer(KPIS, Scope(country="france"))
+        await second.answer(KPIS, KpisParams(country="france"))
         assert second.cache.stats.stores == stores + 1  # caching resumed, without a restart
         hits = second.cache.stats.hits
         second._local.clear()  # forget the process's own copy: the answer must come from Redis
-        await second.answer(KPIS, Scope(country="france"))
+        await second.answer(KPIS, KpisParams(country="france"))
         assert second.cache.stats.hits == hits + 1
     finally:
         await first.close()
@@ -218,14 +218,14 @@ async def test_a_hung_redis_costs_a_short_timeout_not_an_error(tmp_path, redis_s
     await load_small(tmp_path)
     service = redis_service(redis_server.url, cooldown=30)
     try:
-        await service.answer(KPIS, Scope())
+        await service.answer(KPIS, KpisParams())
         redis_server.pause()  # asked next: a question not in the process's own copy
         started = time.monotonic()
-        assert msgspec.json.decode(await service.answer(KPIS, Scope(country="germany")))["revenue"] == 17.5
+        assert msgspec.json.decode(await service.answer(KPIS, KpisParams(country="germany")))["revenue"] == 17.5
         assert time.monotonic() - started < 5  # not redis-py's default of 5 s per try, ten tries
         errors = service.cache.stats.errors
         assert errors >= 1
-        await service.answer(KPIS, Scope(country="united kingdom"))  # breaker open: Redis not tried
+        await service.answer(KPIS, KpisParams(country="united kingdom"))  # breaker open: Redis not tried
         assert service.cache.stats.errors == errors and service.cache.stats.skipped >= 2
     finally:
         redis_server.resume()
@@ -254,7 +254,7 @@ async def test_postgres_import_notifications_spare_the_tag_reads(tmp_path, engin
     await service.listen(get_settings().database_url)
     try:
         for _ in range(5):
-            assert msgspec.json.decode(await service.answer(KPIS, Scope())) == small_data.FIRST_KPIS
+            assert msgspec.json.decode(await service.answer(KPIS, KpisParams())) == small_data.FIRST_KPIS
         assert service.tag_reads == 1
         (tmp_path / "second.csv").write_text(small_data.SECOND)
         # another connection imports: the CLI, in a thread (its asyncio.run has its own loop), as another process would
@@ -263,7 +263,7 @@ async def test_postgres_import_notifications_spare_the_tag_reads(tmp_path, engin
             if service._known_tag is None:
                 break
             await asyncio.sleep(0.02)
-        assert msgspec.json.decode(await service.answer(KPIS, Scope())) == small_data.SECOND_KPIS
+        assert msgspec.json.decode(await service.answer(KPIS, KpisParams())) == small_data.SECOND_KPIS
         assert service.tag_reads == 2
 
         # the listening connection dies: every request reads the tag again, figures stay right
@@ -275,8 +275,8 @@ async def test_postgres_import_notifications_spare_the_tag_reads(tmp_path, engin
         ).run()
         await asyncio.sleep(0.3)
         reads = service.tag_reads
-        assert msgspec.json.decode(await service.answer(KPIS, Scope())) == small_data.SECOND_KPIS
-        assert msgspec.json.decode(await service.answer(KPIS, Scope())) == small_data.SECOND_KPIS
+        assert msgspec.json.decode(await service.answer(KPIS, KpisParams())) == small_data.SECOND_KPIS
+        assert msgspec.json.decode(await service.answer(KPIS, KpisParams())) == small_data.SECOND_KPIS
         assert service.tag_reads == reads + 2
     finally:
         await service.close()
@@ -289,12 +289,12 @@ async def test_sqlite_data_version_spares_the_tag_reads(tmp_path, engine_name):
     service = memory_service()
     try:
         for _ in range(5):
-            assert msgspec.json.decode(await service.answer(KPIS, Scope())) == small_data.FIRST_KPIS
+            assert msgspec.json.decode(await service.answer(KPIS, KpisParams())) == small_data.FIRST_KPIS
         assert service.tag_reads == 0  # no connection, no thread: the one kept connection answered
         (tmp_path / "second.csv").write_text(small_data.SECOND)
         # another connection commits an import: the very next request sees it
         assert (await asyncio.to_thread(invoke_cli, "data", "import", str(tmp_path / "second.csv"))).returncode == 0
-        assert msgspec.json.decode(await service.answer(KPIS, Scope())) == small_data.SECOND_KPIS
+        assert msgspec.json.decode(await service.answer(KPIS, KpisParams())) == small_data.SECOND_KPIS
         assert service.tag_reads == 0
     finally:
         await service.close()

@@ -456,3 +456,44 @@ async def test_the_transactions_columns_sort_and_the_sort_is_in_the_links(client
     assert 'aria-sort="ascending"' in default.text and "Date ▲" in default.text
     wrong = await client.get("/metrics/page?sort=price", headers={"accept": "application/json"})
     assert wrong.status_code == 400 and "-line_revenue" in wrong.json()["detail"]
+
+
+async def test_the_pages_compare_with_the_previous_period_by_default_and_json_does_not(client, small):
+    await register(client)
+    await browser_login(client)
+    march = "start=2011-03-01&end=2011-03-31"
+    page = await client.get(f"/?{march}", headers=HTML)
+    assert 'aria-current="true">Previous period</a>' in page.text
+    assert "compared with 29 Jan – 28 Feb 2011" in page.text  # the 31 days before March
+    assert "no comparison: no sales 29 Jan – 28 Feb 2011" in page.text  # February sold nothing
+    january = await client.get("/?start=2011-01-01&end=2011-01-31&compare=previous_year", headers=HTML)
+    assert 'aria-current="true">Previous year</a>' in january.text and "1 Jan – 31 Jan 2010" in january.text
+    plain = await client.get(f"/?{march}&compare=none", headers=HTML)
+    assert 'class="delta' not in plain.text and 'aria-current="true">No comparison</a>' in plain.text
+    # the switch is in the URL like every filter: the period switch keeps it
+    assert 'href="/?start=2011-03-01&amp;end=2011-03-31&amp;compare=none&amp;freq=week"' in plain.text
+    country = await client.get(f"/metrics/top-countries/Germany?{march}", headers=HTML)
+    assert 'aria-current="true">Previous period</a>' in country.text
+    assert "compared with 29 Jan – 28 Feb 2011" in country.text
+    as_json = await client.get(f"/metrics/kpis?{march}", headers={"accept": "application/json"})
+    assert as_json.json()["comparison"] is None  # scripts get the answer they always had
+    compared = await client.get(
+        f"/metrics/kpis?{march}&compare=previous_period", headers={"accept": "application/json"}
+    )
+    assert compared.json()["comparison"]["previous_start"] == "2011-01-29"
+    country_json = await client.get(f"/metrics/top-countries/Germany?{march}&compare=previous_year")
+    assert country_json.json()["kpis"]["comparison"]["mode"] == "previous_year"
+
+
+async def test_date_presets_count_back_from_the_last_sale_day(client, small):
+    await register(client)
+    await browser_login(client)
+    page = await client.get("/", headers=HTML)
+    assert "“Today” is 1 Mar 2011, the last day with sales." in page.text
+    assert 'href="/?start=2011-02-23&amp;end=2011-03-01&amp;compare=previous_period">Last 7 days</a>' in page.text
+    assert 'href="/?start=2011-02-01&amp;end=2011-02-28&amp;compare=previous_period">Last month</a>' in page.text
+    assert 'href="/?start=2010-01-01&amp;end=2010-12-31&amp;compare=previous_period">Last year</a>' in page.text
+    chosen = await client.get("/?start=2011-01-01&end=2011-03-01", headers=HTML)
+    assert 'aria-current="true">This quarter</a>' in chosen.text
+    lines = await client.get("/metrics/page?country=Germany", headers=HTML)
+    assert 'href="/metrics/page?country=Germany&amp;start=2011-03-01&amp;end=2011-03-01">This month</a>' in lines.text

@@ -25,7 +25,7 @@ from app.metrics.views import (
     SERIES,
     TOP_COUNTRIES,
     CountryParams,
-    Scope,
+    KpisParams,
     SeriesParams,
     TopCountriesParams,
 )
@@ -94,14 +94,14 @@ async def test_an_import_queues_a_refresh_that_the_worker_runs_into_redis(tmp_pa
     tag = await dataset_tag()
     client = redis.Redis.from_url(redis_server.url)
     report = wait_for_marker(client, tag, log)
-    assert (report.views, report.sales_lines, report.cached) == (13, 4, True)
+    assert (report.views, report.sales_lines, report.cached) == (14, 4, True)
     keys = client.keys(f"shop:metrics:{tag}:*")
     assert len(keys) == report.views + 1  # the views and the refresh report
 
     # a web process with the same Redis now answers from the cache without computing
     service = MetricsService(get_settings(), make_cache(replace(get_settings(), redis_url=redis_server.url)))
     try:
-        assert msgspec.json.decode(await service.answer(KPIS, Scope())) == small_data.FIRST_KPIS
+        assert msgspec.json.decode(await service.answer(KPIS, KpisParams())) == small_data.FIRST_KPIS
         assert msgspec.json.decode(await service.answer(SERIES, SeriesParams()))["points"] == small_data.FIRST_MONTHS
         await service.answer(COUNTRY, CountryParams(country_name="GERMANY"))
         await service.answer(TOP_COUNTRIES, TopCountriesParams(by="orders"))

@@ -40,6 +40,13 @@ def day(value: date | datetime | None) -> str:
     return "–" if value is None else f"{value:%-d %b %Y}"
 
 
+def span(start: date, end: date) -> str:
+    """A window in the app's date style: "2 Oct - 31 Oct 2011" (both years when they differ), with an en dash."""
+    if start.year == end.year:
+        return f"{start:%-d %b} – {end:%-d %b %Y}"
+    return f"{start:%-d %b %Y} – {end:%-d %b %Y}"
+
+
 def moment(value: datetime | None) -> str:
     return "–" if value is None else f"{value:%-d %b %Y, %H:%M}"
 
@@ -61,7 +68,8 @@ def chart_json(points: list[Any], freq: str = "month", currency: str = "GBP") ->
         {
             "x": [calendar.timegm(p.period.timetuple()) for p in points],
             "y": [p.revenue for p in points],
-            "labels": [period(p.period, freq) for p in points],
+            "labels": [period(p.period, freq) + (" (partial)" if p.partial else "") for p in points],
+            "partial": [p.partial for p in points],
             "freq": freq,
             "symbol": SYMBOLS.get(currency, currency + " "),
         }
@@ -103,6 +111,7 @@ def configure(engine: JinjaTemplateEngine, defaults: dict[str, Any] | None = Non
     # (a tenth of a warm page's time); TEMPLATE_RELOAD=true while editing them
     env.auto_reload = get_settings().template_reload
     env.filters.update(money=money, number=number, percent=percent, day=day, moment=moment, period=period)
+    env.filters["span"] = span
     env.filters["chart_json"] = chart_json
     env.filters["price"] = price
     env.globals["price_places"] = price_places
