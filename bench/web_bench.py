@@ -40,8 +40,8 @@ DATA = ROOT.parent / "shared" / "data" / "online_retail.csv.gz"
 PG = os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
 REDIS = os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/0")
 # issue 12: of the bare handler, with each mode's defaults (request log on)
-TARGETS = {"kpis": 0.50, "dashboard": 0.25}
-EMBEDDED_TARGETS = {"kpis": 0.45, "dashboard": 0.25}
+TARGETS = {"kpis": 0.50, "dashboard": 0.25, "compared": 0.50}
+EMBEDDED_TARGETS = {"kpis": 0.45, "dashboard": 0.25, "compared": 0.45}
 
 BARE_APP = """
 from litestar import Litestar, get
@@ -205,13 +205,16 @@ def main() -> None:
                 f"{len(SAME_BYTES)} endpoints identical" + (f"; DIFFERENT: {different}" if different else "")
             )
 
-        names = ["bare"] + [f"{prefix}{view}" for view in ("kpis", "dashboard") for prefix in bases]
+        names = ["bare"] + [f"{prefix}{view}" for view in ("kpis", "compared", "dashboard") for prefix in bases]
         runs: dict[str, list[dict]] = {name: [] for name in names}
         for _ in range(args.rounds):
             runs["bare"].append(wrk(bare_base + "/", {}, args.seconds, args.connections))
             for prefix, base in bases.items():
                 json_headers = {**auth, "Accept": "application/json"}
                 runs[f"{prefix}kpis"].append(wrk(base + "/metrics/kpis", json_headers, args.seconds, args.connections))
+                if not prefix:  # F1 (issue 14): the same KPIs with their comparison (the baseline has none)
+                    compared = base + "/metrics/kpis?compare=previous_period"
+                    runs["compared"].append(wrk(compared, json_headers, args.seconds, args.connections))
                 html_headers = {**auth, "Accept": "text/html"}
                 runs[f"{prefix}dashboard"].append(wrk(base + "/", html_headers, args.seconds, args.connections))
         print(f"\n{mode}; wrk -t2 -c{args.connections} -d{args.seconds}s, {args.rounds} rounds alternating")
@@ -221,6 +224,7 @@ def main() -> None:
         for prefix in bases:
             labels += [
                 (f"{prefix}kpis", f"{prefix}GET /metrics/kpis, JSON, Bearer token"),
+                *([("compared", "GET /metrics/kpis?compare=previous_period")] if not prefix else []),
                 (f"{prefix}dashboard", f"{prefix}GET / (dashboard page), Bearer token"),
             ]
         targets = EMBEDDED_TARGETS if args.embedded else TARGETS

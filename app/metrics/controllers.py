@@ -7,9 +7,9 @@ clients, or decoded into the view's Struct for the full page or the htmx partial
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import PurePosixPath
-from typing import Annotated, Any, get_args, get_origin, get_type_hints
+from typing import Annotated, Any, Literal, get_args, get_origin, get_type_hints
 from urllib.parse import parse_qs, urlsplit
 
 import msgspec
@@ -17,18 +17,18 @@ from litestar import Request, Router, get
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.spec import OpenAPIFormat, OpenAPIType, Schema
 from litestar.params import FromPath, QueryParameter
-from litestar.response import Template
+from litestar.response import Stream, Template
 from markupsafe import Markup
 from msgspec import Meta
 
 from app.auth.guards import LOGIN
 from app.lib.settings import get_settings
-from app.lib.web.asking import NO_STORE_HEADERS, is_htmx, wants_json
+from app.lib.web.asking import NO_STORE_HEADERS, is_htmx, wants_csv, wants_json
 from app.lib.web.openapi import BEARER, NO_NUL, errors
 from app.lib.web.pages import Answer, answer, rendered
-from app.metrics import analytics
-from app.metrics.analytics import MetricsError
-from app.metrics.schemas import Compare, Freq, RankBy
+from app.metrics import analytics, export, lines
+from app.metrics.analytics import InvalidParameter, MetricsError
+from app.metrics.schemas import Compare, Filters, Freq, RankBy
 from app.metrics.service import cache_key, get_metrics_service
 from app.metrics.views import (
     KPIS,
@@ -86,9 +86,35 @@ def signature(params: type[Params], path_params: tuple[str, ...] = ()) -> list[i
     ]
 
 
-def typed(handle: Callable[..., Any], params: type[Params], path_params: tuple[str, ...], returns: Any) -> None:
+# The CSV export's own parameters (F7), on every view with a table; not part of the answer's
+# key. Left out of the OpenAPI document, whose operations describe their JSON answer: the
+# operation's description says how to ask for CSV instead.
+EXPORT_PARAMETERS = {
+    "format": (Annotated[Literal["json", "csv"] | None, QueryParameter(include_in_schema=False)], None),
+    "bom": (Annotated[bool, QueryParameter(include_in_schema=False)], False),
+    "table": (Annotated[str | None, QueryParameter(include_in_schema=False, max_length=40)], None),
+}
+CSV_HELP = (
+    "Add `format=csv` (or send `Accept: text/csv`) for the table as CSV: every matching row, RFC 4180, "
+    "UTF-8 (`bom=true` for Excel){tables}. See docs/metrics.md, Exports."
+)
+
+
+def typed(
+    handle: Callable[..., Any],
+    params: type[Params],
+    path_params: tuple[str, ...],
+    returns: Any,
+    exports: bool = False,
+) -> None:
     """Give `handle(request, **values)` the signature Litestar reads its parameters from."""
     parameters = signature(params, path_params)
+    if exports:
+        keyword = inspect.Parameter.KEYWORD_ONLY
+        parameters += [
+            inspect.Parameter(name, keyword, annotation=hint, default=default)
+            for name, (hint, default) in EXPORT_PARAMETERS.items()
+        ]
     handle.__signature__ = inspect.Signature(parameters, return_annotation=returns)  # type: ignore[attr-defined]  # read by Litestar
     handle.__annotations__ = {p.name: p.annotation for p in parameters} | {"return": returns}
 
@@ -178,6 +204,47 @@ def _came_from(request: Request) -> dict[str, Any] | None:
     return {name: query[name][0] for name in FILTER_FIELDS if query.get(name)}
 
 
+async def csv_export(
+    request: Request, view: View[Any, Any], values: dict[str, Any], exporting: dict[str, Any]
+) -> Stream:
+    """One of the view's tables as CSV (app.metrics.export): the JSON rows for the same
+    parameters, except that a paginated view gives every matching row and a view with a
+    `limit` gives the whole table unless the address sets one."""
+    names = [table.name for table in view.tables]
+    chosen = exporting.get("table") or names[0]
+    table = next((t for t in view.tables if t.name == chosen), None)
+    if table is None:
+        raise InvalidParameter("table", f"table={chosen!r} is not one of this view's tables: {', '.join(names)}")
+    if "limit" in values and "limit" not in request.query_params:  # the whole table
+        values["limit"] = analytics.LIMIT_RANGE[1]
+    params = view.params.from_query(**values)
+    service = get_metrics_service()
+    dataset = await service.dataset()
+    filters = params.filters
+    country = getattr(params, "country_name", None) or filters.country
+    chunks: AsyncIterator[Sequence[Any]]
+    if view.fetch is not None:  # the transactions: every matching line, streamed from the database
+        q, sort = getattr(params, "q", None), getattr(params, "sort", "invoice_date")
+        analytics.check_dates(filters)
+        chunks = lines.stream(dataset, filters, q, sort)
+    else:
+        result = msgspec.json.decode(await service.answer(view, params), type=view.result)
+
+        async def one_chunk() -> AsyncIterator[Sequence[Any]]:
+            yield table.rows(result)
+
+        chunks = one_chunk()
+    if country is not None:
+        country = dataset.country(country)  # the stored spelling; an unknown one is a 404 here
+    span = analytics.window(dataset, Filters(start=filters.start, end=filters.end, country=country))
+    name = export.filename(table.name, span, country)
+    return Stream(
+        export.stream(table.columns, chunks, bool(exporting.get("bom"))),
+        media_type="text/csv",  # Litestar adds the charset (utf-8)
+        headers={**NO_STORE_HEADERS, "content-disposition": f'attachment; filename="{name}"'},
+    )
+
+
 def endpoint(view: View[Any, Any]) -> HTTPRouteHandler:
     """The GET handler of a view: parameters validated by Litestar from the signature, then
     one service call, answered as JSON, page or partial."""
@@ -198,20 +265,26 @@ def endpoint(view: View[Any, Any]) -> HTTPRouteHandler:
             return await rendered(request, None, page, partial, page_context, extra)
         return await answer(request, body, page, partial, page_context, service.tag)
 
-    async def handle(request: Request, **values: Any) -> Answer[Any]:
+    async def handle(request: Request, **values: Any) -> Answer[Any] | Stream:
         for name in view.path_params:  # taken as a path, so that a name may hold "/": "/Foo/Bar" -> "Foo/Bar"
             values[name] = str(values[name])[1:]
+        exporting = {name: values.pop(name) for name in EXPORT_PARAMETERS if name in values}
+        if view.tables and wants_csv(request.scope):
+            return await csv_export(request, view, values, exporting)
         try:
             return await show(request, values)
         except MetricsError as error:
             return await inline_error(request, error, values, lambda again, extra: show(request, again, extra))
 
-    typed(handle, view.params, view.path_params, Answer[view.result])  # type: ignore[name-defined]  # the view's Struct
+    typed(handle, view.params, view.path_params, Answer[view.result], exports=bool(view.tables))  # type: ignore[name-defined]  # the view's Struct
     handle.__name__ = handle.__qualname__ = view.name.replace("-", "_")
+    tables = [table.name for table in view.tables]
+    choice = f"; `table` = {' or '.join(tables)}" if len(tables) > 1 else ""
     return get(
         view.path,
         name=f"metrics.{view.name}",
         summary=view.summary,
+        description=CSV_HELP.format(tables=choice) if tables else None,
         responses=errors(*view.errors),
         security=BEARER,
         opt=LOGIN,

@@ -113,6 +113,10 @@ def test_kpis(dataset, reference, combo):
         (D(2012, 2, 29), D(2012, 3, 31), None, "previous_year"),  # 29 February: 28 February the year before
         (D(2012, 1, 1), D(2012, 1, 31), None, "previous_period"),  # no data in either window
         (D(2011, 12, 9), D(2011, 12, 9), "United Kingdom", "previous_period"),  # one day
+        (D(2011, 5, 2), D(2011, 5, 8), None, "previous_period"),  # a week (Monday to Sunday)
+        (D(2011, 12, 1), D(2011, 12, 9), None, "previous_period"),  # the 9-day December
+        (D(2011, 12, 1), D(2011, 12, 9), None, "previous_year"),  # against December 2010's first 9 days
+        (D(2010, 12, 15), D(2011, 1, 15), "FRANCE", "previous_year"),  # across the year boundary, any case
     ],
 )
 def test_kpis_compared_with_an_earlier_window(dataset, reference, start, end, country, mode):
@@ -383,3 +387,37 @@ def test_bad_parameters_raise_typed_errors(dataset, call, error, words):
 async def test_bad_page_parameters_raise_typed_errors(dataset, args, words):
     with pytest.raises(InvalidParameter, match=words):
         await lines.page(dataset, *args)
+
+
+# -- CSV export (F7): every matching line, streamed ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("flt", "q", "sort", "count"),
+    [
+        (Filters(), None, "invoice_date", 530_103),  # ANALYTICS.md F7's counts
+        (Filters(country="germany"), None, "invoice_date", 9_040),
+        (Filters(start=D(2011, 11, 1), end=D(2011, 11, 30)), None, "invoice_date", 83_369),
+        (Filters(country="EIRE"), None, "-line_revenue", None),
+        (Filters(start=D(2011, 3, 1), end=D(2011, 3, 31)), "heart", "quantity", None),
+        (Filters(country="France"), None, "-invoice_date", None),
+    ],
+)
+async def test_the_export_streams_every_line_in_the_pages_order(dataset, reference, flt, q, sort, count):
+    from app.metrics import lines as listing
+
+    streamed, sizes = [], []
+    async for chunk in listing.stream(dataset, flt, q, sort, chunk=2_000):
+        sizes.append(len(chunk))
+        streamed.extend(builtins(chunk))
+    assert all(size == 2_000 for size in sizes[:-1])  # one chunk at a time, whatever the size
+    start, end, country = flt.start, flt.end, flt.country
+    total = reference.page(1, 1, q, start, end, country)["total"]
+    assert len(streamed) == total and (count is None or total == count)
+    if total <= 20_000:  # the order and every value, against the reference's pages
+        expected = reference.page(1, max(total, 1), q, start, end, country, sort=sort)["items"]
+        assert streamed == builtins(expected)
+    else:
+        first = reference.page(1, 500, q, start, end, country, sort=sort)["items"]
+        last = reference.page(-(-total // 500), 500, q, start, end, country, sort=sort)["items"]
+        assert streamed[:500] == builtins(first) and streamed[-len(last) :] == builtins(last)

@@ -6,8 +6,11 @@ error (a CSP violation is one). Screenshots go to artifacts/ (git-ignored)."""
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -80,6 +83,29 @@ def test_a_newcomer_loads_the_demo_and_manages_a_second_user(empty_server, engin
         expect(page.locator("#kpis")).to_contain_text(revenue)
         expect(page.locator("#series canvas")).to_be_visible()
         expect(page.locator('nav a[aria-current="page"]')).to_have_text("Dashboard")
+
+        # a preset sets the window in the URL and the cards follow; the comparison survives a reload
+        before = page.locator("#kpis .kpi").first.inner_text()
+        page.click(".presets >> text=Last month")
+        expect(page).to_have_url(re.compile(r"start=2011-11-01&end=2011-11-30"))
+        expect(page.locator("#kpis .kpi").first).not_to_have_text(before)
+        expect(page.locator("#kpis .kpi").first).to_contain_text("vs 2 Oct – 31 Oct 2011")
+        page.click("#compare-previous_year")
+        expect(page).to_have_url(re.compile(r"compare=previous_year"))
+        page.reload()
+        expect(page.locator("#compare-previous_year")).to_have_attribute("aria-current", "true")
+        expect(page.locator("#kpis .kpi").first).to_contain_text("1 Nov – 30 Nov 2010")
+
+        # Download CSV: the file's rows are the table's
+        with page.expect_download() as download_info:
+            page.click("#top-countries >> text=Download CSV")
+        download = download_info.value
+        assert re.fullmatch(r"top_countries_2011-11-01_2011-11-30\.csv", download.suggested_filename)
+        rows = list(csv.DictReader(io.StringIO(Path(download.path()).read_text(encoding="utf-8-sig"))))
+        shown = page.locator("#top-countries tbody tr").all_inner_texts()
+        assert [row["country"] for row in rows][: len(shown)] == [text.split("\t")[1].strip() for text in shown]
+        assert rows[0]["revenue"] in page.locator("#top-countries tbody tr").first.inner_text().replace(",", "")
+        page.goto(f"{base}/")
 
         # the keyboard: a switch keeps the focus after its swap; no CSP complaint on any swap
         page.focus("#freq-week")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import parse_qs
+
 from litestar.connection import ASGIConnection
 from litestar.datastructures import Accept
 from litestar.types import Scope
@@ -47,3 +49,19 @@ def is_htmx(request: ASGIConnection) -> bool:
 def wants_json(request: ASGIConnection) -> bool:
     """JSON unless the client prefers HTML (browsers) or is htmx; `*/*` (curl, scripts) gets JSON."""
     return _asks(request.scope)[1]
+
+
+def wants_csv(scope: Scope) -> bool:
+    """A CSV export (F7): `format=csv` in the query, or `Accept: text/csv` without a `format`
+    that says otherwise (`format` wins). Read from the raw scope: the deadline asks it too."""
+    asked: bool | None = scope.get("shop_csv")  # type: ignore[assignment]  # our own scope key
+    if asked is None:
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        chosen = query.get("format", [""])[-1].lower()
+        if chosen:
+            asked = chosen == "csv"
+        else:
+            accept = next((value for name, value in scope["headers"] if name == b"accept"), b"")
+            asked = b"text/csv" in accept
+        scope["shop_csv"] = asked  # type: ignore[typeddict-unknown-key]  # our own scope key
+    return asked

@@ -1,4 +1,4 @@
-"""Every GET or HEAD answered within REQUEST_TIMEOUT_SECONDS: past it, a 503 instead of a hang."""
+"""Every GET or HEAD answered within REQUEST_TIMEOUT_SECONDS (a CSV export aside): past it, a 503 instead of a hang."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import logging
 
 from litestar.exceptions import HTTPException
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.lib.web.asking import wants_csv
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +40,12 @@ class Deadline:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         method = scope.get("method")
-        if scope["type"] != "http" or method not in ("GET", "HEAD") or scope["path"].startswith("/static/"):
+        if (
+            scope["type"] != "http"
+            or method not in ("GET", "HEAD")
+            or scope["path"].startswith("/static/")
+            or wants_csv(scope)  # an export streams for as long as the table takes
+        ):
             await self.app(scope, receive, send)
             return
         answering = False

@@ -18,7 +18,7 @@ from litestar.response import Redirect, Template
 
 from app.lib.db import database_error_message
 from app.lib.errors import AppError
-from app.lib.web.asking import VARY, is_htmx, wants_json
+from app.lib.web.asking import VARY, is_htmx, wants_csv, wants_json
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +40,8 @@ def login_redirect(request: Request) -> Response:
 
 def error_response(request: Request, status: int, detail: str, extra: dict[str, str] | None = None) -> Response:
     headers = {"vary": VARY, "cache-control": "no-store", **(extra or {})}
+    if wants_csv(request.scope):  # an export asked for: the message as plain text (F7)
+        return Response(content=detail + "\n", status_code=status, headers=headers, media_type="text/plain")
     if wants_json(request):
         return Response(content={"status_code": status, "detail": detail}, status_code=status, headers=headers)
     return Template(
@@ -59,7 +61,7 @@ def handle_exception(request: Request, error: Exception) -> Response:
     if isinstance(error, InternalServerException) and error.detail == CLIENT_GONE:
         logger.info("%s %s: the client went away before it had sent its request", request.method, request.url.path)
         return Response(content=b"", status_code=CLIENT_CLOSED_REQUEST)
-    if isinstance(error, NotAuthorizedException) and not wants_json(request):
+    if isinstance(error, NotAuthorizedException) and not wants_json(request) and not wants_csv(request.scope):
         if is_htmx(request):  # a partial cannot redirect the page: tell htmx to
             return Response(content=b"", status_code=401, headers={"hx-redirect": "/login"})
         return login_redirect(request)
