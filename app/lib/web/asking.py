@@ -61,7 +61,7 @@ def wants_csv(scope: Scope) -> bool:
         if chosen:
             asked = chosen == "csv"
         else:
-            accept = next((value for name, value in scope["headers"] if name == b"accept"), b"")
+            accept = next((value for name, value in scope.get("headers", ()) if name == b"accept"), b"")
             asked = b"text/csv" in accept
         scope["shop_csv"] = asked  # type: ignore[typeddict-unknown-key]  # our own scope key
     return asked
