@@ -465,7 +465,7 @@ async def test_the_pages_compare_with_the_previous_period_by_default_and_json_do
     page = await client.get(f"/?{march}", headers=HTML)
     assert 'aria-current="true">Previous period</a>' in page.text
     assert "compared with 29 Jan – 28 Feb 2011" in page.text  # the 31 days before March
-    assert "no comparison: no sales 29 Jan – 28 Feb 2011" in page.text  # February sold nothing
+    assert "No comparison: there are no sales 29 Jan – 28 Feb 2011" in page.text  # February sold nothing
     january = await client.get("/?start=2011-01-01&end=2011-01-31&compare=previous_year", headers=HTML)
     assert 'aria-current="true">Previous year</a>' in january.text and "1 Jan – 31 Jan 2010" in january.text
     plain = await client.get(f"/?{march}&compare=none", headers=HTML)
