@@ -127,7 +127,7 @@ class UsersController(Controller):
     async def create(self, request: Request) -> users.Created:
         await check_csrf(request)
         try:
-            body, raw = await read_body(request, users.NewUser)
+            body, _ = await read_body(request, users.NewUser)
             created = await users.create_user(request.scope["user"], body)
         except AuthError as error:
             if not _form(request):
