@@ -75,7 +75,9 @@ class PeriodKpis(msgspec.Struct):
 class Change(msgspec.Struct):
     """current - previous (of the reported values), and that as a percentage of previous."""
 
-    abs: float | int | None
+    # a whole number for counts, 2 places for amounts; one JSON "number" type for both (a
+    # schema of integer-or-number would match a count twice, which `oneOf` refuses)
+    abs: float | None
     pct: float | None
 
 

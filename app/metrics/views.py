@@ -220,7 +220,11 @@ class PageParams(Scope, frozen=True, kw_only=True):
     size: Annotated[int, Meta(ge=SIZE_RANGE[0], le=SIZE_RANGE[1], description="Lines per page")] = 50
     after: Annotated[
         int | None,
-        Meta(ge=1, description="Start after this line: the previous page's `next_after` (any depth is fast)"),
+        Meta(
+            ge=1,
+            le=2**63 - 1,
+            description="Start after this line: the previous page's `next_after` (any depth is fast)",
+        ),
     ] = None
     sort: Annotated[
         LineSort,

@@ -238,6 +238,14 @@ async def test_the_users_forms_need_their_token_and_work_with_it(client):
     assert taken.status_code == 409 and "taken" in taken.text and 'value="bob"' in taken.text
 
 
+async def test_options_names_every_method_of_the_users_path(client):
+    token = await admin_token(client)
+    allowed = await client.request("OPTIONS", "/users", headers=bearer(token))
+    assert allowed.status_code == 204 and allowed.headers["allow"] == "GET, OPTIONS, POST"
+    reset = await client.post("/users/1/password-reset", headers=bearer(token))  # no body: the defaults
+    assert reset.status_code in (200, 404)
+
+
 async def test_the_users_api_is_in_the_openapi_document(client):
     spec = (await client.get("/schema/openapi.json")).json()
     for path in ["/users", "/users/{user_id}/active", "/users/{user_id}/admin", "/users/{user_id}/password-reset"]:

@@ -32,7 +32,10 @@ NO_NUL = "^[^\\u0000]*$"  # PostgreSQL refuses a NUL in text: so do the paramete
 
 
 def json_body(
-    properties: dict[str, Schema | Reference], description: str, required: list[str] | None = None
+    properties: dict[str, Schema | Reference],
+    description: str,
+    required: list[str] | None = None,
+    optional: bool = False,
 ) -> type[Operation]:
     """An Operation class that documents a JSON request body the handler reads itself (it also
     takes the same fields as a form, for browsers): so the schema, and a fuzzer, know it."""
@@ -44,7 +47,9 @@ def json_body(
     class WithBody(Operation):
         def __post_init__(self) -> None:
             self.request_body = RequestBody(
-                content={"application/json": OpenAPIMediaType(schema=schema)}, description=description, required=True
+                content={"application/json": OpenAPIMediaType(schema=schema)},
+                description=description,
+                required=not optional,  # an optional body may be left out altogether
             )
 
     return WithBody
