@@ -110,6 +110,76 @@ class Reference:
             "comparison": None,
         }
 
+    # -- F2: customers -------------------------------------------------------------------------
+
+    def customers(self, start=None, end=None, country=None) -> dict:
+        """ANALYTICS.md F2 in SQL: histories are the country's sales lines of each customer, any date."""
+        cw, ca = self._where(None, None, country)
+        first_day, last_day = self.query(f"SELECT min(d), max(d) FROM sales WHERE {cw}", ca)[0]
+        counts = dict.fromkeys(
+            ("customers", "new_customers", "returning_customers", "repeat_customers", "multi_order_customers"), 0
+        )
+        if first_day is None and (start is None or end is None):
+            return {**counts, "months": []}
+        start, end = start or first_day, end or last_day
+        history = f"(SELECT customer_id, min(d) AS first FROM sales WHERE {cw} AND customer_id IS NOT NULL GROUP BY 1)"
+        ww, wa = self._where(start, end, country)
+        inside = f"(SELECT * FROM sales WHERE {ww} AND customer_id IS NOT NULL)"
+        row = self.query(
+            f"""SELECT count(*), count(*) FILTER (WHERE h.first >= ?),
+                       count(*) FILTER (WHERE w.orders >= 2),
+                       count(*) FILTER (WHERE (SELECT count(DISTINCT invoice_no) FROM sales s
+                                               WHERE {cw.replace("country", "s.country")}
+                                               AND s.customer_id = w.customer_id AND s.d <= ?) >= 2)
+                FROM (SELECT customer_id, count(DISTINCT invoice_no) AS orders FROM {inside} GROUP BY 1) w
+                JOIN {history} h USING (customer_id)""",
+            [start, *ca, end, *wa, *ca],
+        )[0]
+        customers, new, repeat, multi = row
+        orders = self.query(f"SELECT count(DISTINCT invoice_no) FROM {inside}", wa)[0][0]
+        months = []
+        month = date(start.year, start.month, 1)
+        while month <= end:
+            following = self._next(month, "month")
+            part_start, part_end = max(month, start), min(following - timedelta(days=1), end)
+            pw, pa = self._where(part_start, part_end, country)
+            active, fresh, new_revenue, returning_revenue = self.query(
+                f"""SELECT count(DISTINCT s.customer_id),
+                           count(DISTINCT s.customer_id) FILTER (WHERE h.first BETWEEN ? AND ?),
+                           coalesce(sum(s.revenue) FILTER (WHERE h.first BETWEEN ? AND ?), 0),
+                           coalesce(sum(s.revenue) FILTER (WHERE NOT (h.first BETWEEN ? AND ?)), 0)
+                    FROM (SELECT * FROM sales WHERE {pw} AND customer_id IS NOT NULL) s
+                    JOIN {history} h USING (customer_id)""",
+                [part_start, part_end] * 3 + pa + ca,
+            )[0]
+            months.append(
+                {
+                    "period": month,
+                    "customers": active,
+                    "new_customers": fresh,
+                    "returning_customers": active - fresh,
+                    "new_customer_revenue": r2(new_revenue),
+                    "returning_customer_revenue": r2(returning_revenue),
+                }
+            )
+            month = following
+
+        def pct(part: int) -> float | None:
+            return r2(Decimal(100 * part) / customers) if customers else None
+
+        return {
+            "customers": customers,
+            "new_customers": new,
+            "returning_customers": customers - new,
+            "returning_customer_pct": pct(customers - new),
+            "repeat_customers": repeat,
+            "repeat_purchase_rate_pct": pct(repeat),
+            "multi_order_customers": multi,
+            "multi_order_customer_rate_pct": pct(multi),
+            "orders_per_customer": r2(Decimal(orders) / customers) if customers else None,
+            "months": months,
+        }
+
     # -- F1: comparison with an earlier window ------------------------------------------------
 
     _CHANGED: ClassVar[dict[str, bool]] = {  # compared fields: True for amounts (2 places)

@@ -177,3 +177,31 @@ class Page(msgspec.Struct):
     total: int
     pages: int
     next_after: int | None = None  # the `after` of the next page's link (None on the last page)
+
+
+class CustomerMonth(msgspec.Struct):
+    """One month of ANALYTICS.md F2: its part of the window, who bought, who was new there."""
+
+    period: date
+    customers: int
+    new_customers: int
+    returning_customers: int
+    new_customer_revenue: float
+    returning_customer_revenue: float
+
+
+class Customers(msgspec.Struct):
+    """ANALYTICS.md F2 (identified customers only: guests have no history)."""
+
+    currency: str
+    customers: int
+    new_customers: int
+    returning_customers: int
+    returning_customer_pct: float | None
+    repeat_customers: int
+    repeat_purchase_rate_pct: float | None
+    multi_order_customers: int
+    multi_order_customer_rate_pct: float | None
+    orders_per_customer: float | None
+    history_start: date | None  # the first day of the data: everyone active then is "new"
+    months: list[CustomerMonth]

@@ -21,11 +21,14 @@ import msgspec
 from msgspec import Meta
 
 from app.metrics import analytics, lines
+from app.metrics import customers as customer_views
 from app.metrics.analytics import FREQS, LIMIT_RANGE, MAX_PAGE, RANK_BY, SIZE_RANGE, Dataset, InvalidParameter
 from app.metrics.schemas import (
     Compare,
     CountryDetail,
     CountryRow,
+    CustomerMonth,
+    Customers,
     Filters,
     Freq,
     Kpis,
@@ -384,4 +387,26 @@ PAGE: View[PageParams, Page] = View(
     lists_countries=True,
 )
 
-VIEWS: tuple[View[Any, Any], ...] = (KPIS, SERIES, TOP_COUNTRIES, COUNTRY, PAGE)
+CUSTOMER_MONTH_COLUMNS = (
+    "period",
+    "customers",
+    "new_customers",
+    "returning_customers",
+    "new_customer_revenue",
+    "returning_customer_revenue",
+)
+
+CUSTOMERS: View[Scope, Customers] = View(
+    name="customers",
+    path="/customers",
+    summary="Customers in the filters: new and returning, repeat purchase, month by month (ANALYTICS.md F2)",
+    params=Scope,
+    result=Customers,
+    compute=lambda ds, p, currency: customer_views.customers(ds, p.filters, currency),
+    template="customers",
+    context_name="customers",
+    defaults=lambda _: [Scope()],
+    tables=(Table("customer_months", CustomerMonth, lambda r: r.months, CUSTOMER_MONTH_COLUMNS),),
+)
+
+VIEWS: tuple[View[Any, Any], ...] = (KPIS, SERIES, TOP_COUNTRIES, COUNTRY, PAGE, CUSTOMERS)

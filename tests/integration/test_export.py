@@ -61,6 +61,7 @@ async def csv_of(client, token: str, path: str, **headers: str):
         ("/metrics/top-countries?by=orders&order=asc", lambda j: j["items"]),
         ("/metrics/top-countries/Germany?table=series", lambda j: j["series"]),
         ("/metrics/top-countries/Germany?table=top_products", lambda j: j["top_products"]),
+        ("/metrics/customers?start=2011-01-01", lambda j: j["months"]),
     ],
 )
 async def test_each_table_is_its_json_rows(client, token, path, items):

@@ -443,3 +443,46 @@ async def test_real_descriptions_round_trip_through_the_csv_byte_for_byte(datase
 
 def test_the_whole_countries_table_at_the_largest_limit(dataset):
     assert len(analytics.top_countries(dataset, Filters(), "revenue", 100, "desc", "GBP").items) == 38
+
+
+# -- customers (F2) ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "country"),
+    [
+        (None, None, None),  # the whole data: everyone is new
+        (D(2011, 11, 1), D(2011, 11, 30), None),  # ANALYTICS.md's reference month
+        (D(2011, 3, 15), D(2011, 6, 10), None),  # months cut by the window at both ends
+        (D(2011, 1, 1), D(2011, 12, 31), "germany"),  # a country's own histories, any case
+        (None, D(2011, 6, 30), "EIRE"),  # an omitted start: the country's first sale day
+        (None, None, "Hong Kong"),  # no identified customer: zeros, null rates, months of zeros
+        (D(2012, 1, 1), D(2012, 2, 29), None),  # no sales at all
+    ],
+)
+def test_customers_against_the_reference(dataset, reference, start, end, country):
+    from app.metrics import customers
+
+    ours = builtins(customers.customers(dataset, Filters(start=start, end=end, country=country), "GBP"))
+    expected = builtins(reference.customers(start, end, country))
+    assert ours.pop("currency") == "GBP" and ours.pop("history_start") == "2010-12-01"
+    assert ours == expected
+    assert sum(month["new_customers"] for month in ours["months"]) == ours["new_customers"]  # F2's invariant
+
+
+def test_the_reference_customer_figures(dataset):
+    from app.metrics import customers
+
+    whole = customers.customers(dataset, Filters(), "GBP")
+    assert (whole.customers, whole.new_customers, whole.returning_customers) == (4338, 4338, 0)
+    assert (whole.repeat_customers, whole.repeat_purchase_rate_pct, whole.orders_per_customer) == (2845, 65.58, 4.27)
+    assert [m.new_customers for m in whole.months] == [885, 417, 380, 452, 300, 284, 242, 188, 169, 299, 358, 323, 41]
+    nov = customers.customers(dataset, Filters(start=D(2011, 11, 1), end=D(2011, 11, 30)), "GBP")
+    assert (nov.customers, nov.new_customers, nov.returning_customers, nov.returning_customer_pct) == (
+        1664,
+        323,
+        1341,
+        80.59,
+    )
+    assert (nov.repeat_customers, nov.repeat_purchase_rate_pct) == (540, 32.45)
+    assert (nov.multi_order_customers, nov.multi_order_customer_rate_pct, nov.orders_per_customer) == (1397, 83.95, 1.6)

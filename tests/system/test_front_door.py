@@ -217,6 +217,7 @@ def test_a_newcomer_loads_the_demo_and_manages_a_second_user(empty_server, engin
                 ),
                 ("transactions", "/metrics/page", "#lines tbody tr:first-child td[data-label=Revenue]"),
                 ("users", "/users", "tbody tr:first-child th[data-label=Name]"),
+                ("customers", "/metrics/customers", "#customer-months tbody tr:first-child td[data-label=New]"),
             ]:
                 page.goto(f"{base}{path}")
                 expect(page.locator(key)).to_be_visible()
