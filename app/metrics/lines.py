@@ -140,6 +140,21 @@ class _Search:
         return pl.concat(frames).group_by("day").agg(pl.col("lines").sum()).filter(pl.col("lines") > 0).sort("day")
 
 
+def _filtered(ds: Dataset, filters: Filters, postgres: bool) -> tuple[_Where, str | None]:
+    """The sales lines in the filters, as a WHERE clause (indexed predicates), and the stored
+    name of the filter's country."""
+    check_dates(filters)
+    country = ds.country(filters.country) if filters.country is not None else None
+    where = _Where(postgres)
+    if filters.start is not None:
+        where.add("invoice_date >= {}", _stamp(filters.start, postgres))
+    if filters.end is not None:
+        where.add("invoice_date < {}", _stamp(filters.end + timedelta(days=1), postgres))
+    if country is not None:
+        where.add("country = {}", country)
+    return where, country
+
+
 # Another order than METRICS.md's: the column, then date and import order (ties stay stable).
 # The database sorts the lines in the filters for each such page (no index for it, no key):
 # a narrow filter makes it quick. Newest first reads the date index backwards (a deep page
@@ -160,16 +175,8 @@ async def page(
 ) -> Page:
     in_range("page", page, (1, MAX_PAGE))
     in_range("size", size, SIZE_RANGE)
-    check_dates(filters)
     postgres = _postgres()
-    country = ds.country(filters.country) if filters.country is not None else None
-    where = _Where(postgres)
-    if filters.start is not None:
-        where.add("invoice_date >= {}", _stamp(filters.start, postgres))
-    if filters.end is not None:
-        where.add("invoice_date < {}", _stamp(filters.end + timedelta(days=1), postgres))
-    if country is not None:
-        where.add("country = {}", country)
+    where, country = _filtered(ds, filters, postgres)
     grain = _scope(ds, "sales", filters, country)
     offset = (page - 1) * size
     needle = (q or "").strip().lower()
@@ -223,16 +230,8 @@ async def stream(
 
     Each chunk continues after the last line of the one before by its sort key, so no read
     skips lines it has read before: the whole table costs one pass, at any size."""
-    check_dates(filters)
     postgres = _postgres()
-    country = ds.country(filters.country) if filters.country is not None else None
-    where = _Where(postgres)
-    if filters.start is not None:
-        where.add("invoice_date >= {}", _stamp(filters.start, postgres))
-    if filters.end is not None:
-        where.add("invoice_date < {}", _stamp(filters.end + timedelta(days=1), postgres))
-    if country is not None:
-        where.add("country = {}", country)
+    where, country = _filtered(ds, filters, postgres)
     needle = (q or "").strip().lower()
     if needle:
         grain = _scope(ds, "sales", filters, country)
