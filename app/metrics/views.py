@@ -243,12 +243,18 @@ class PageParams(Scope, frozen=True, kw_only=True):
 
 @dataclass(frozen=True)
 class Table:
-    """A table of a view's answer: its rows and their columns (what a CSV export writes)."""
+    """A table of a view's answer: its rows and their columns (what a CSV export writes). The
+    columns are the row Struct's fields in their order, as JSON has them (ANALYTICS.md F7),
+    unless a table names fewer."""
 
     name: str
     row: type[msgspec.Struct]
     rows: Callable[[Any], Sequence[msgspec.Struct]]
-    columns: tuple[str, ...]
+    columns: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.columns:
+            object.__setattr__(self, "columns", self.row.__struct_fields__)
 
 
 @dataclass(frozen=True)
@@ -295,21 +301,6 @@ class View(Generic[P, R]):
         return [(params, await self.fetch(dataset, params)) for params in self.defaults(dataset)]
 
 
-LINE_COLUMNS = (
-    "invoice_no",
-    "stock_code",
-    "description",
-    "quantity",
-    "invoice_date",
-    "unit_price",
-    "customer_id",
-    "country",
-    "line_revenue",
-)
-POINT_COLUMNS = ("period", "revenue", "units_sold", "orders", "growth_pct", "partial")
-PRODUCT_COLUMNS = ("stock_code", "description", "revenue", "units_sold")
-COUNTRY_COLUMNS = ("rank", "country", "revenue", "units_sold", "orders", "customers", "revenue_share_pct")
-
 KPIS: View[KpisParams, Kpis] = View(
     name="kpis",
     path="/kpis",
@@ -333,7 +324,7 @@ SERIES: View[SeriesParams, Series] = View(
     template="series",
     context_name="series",
     defaults=lambda _: [SeriesParams(freq=freq) for freq in FREQS],
-    tables=(Table("series", SeriesPoint, lambda r: r.points, POINT_COLUMNS),),
+    tables=(Table("series", SeriesPoint, lambda r: r.points),),
 )
 
 TOP_COUNTRIES: View[TopCountriesParams, TopCountries] = View(
@@ -346,7 +337,7 @@ TOP_COUNTRIES: View[TopCountriesParams, TopCountries] = View(
     template="top_countries",
     context_name="top",
     defaults=lambda _: [TopCountriesParams(by=by) for by in RANK_BY],
-    tables=(Table("top_countries", CountryRow, lambda r: r.items, COUNTRY_COLUMNS),),
+    tables=(Table("top_countries", CountryRow, lambda r: r.items),),
 )
 
 COUNTRY: View[CountryParams, CountryDetail] = View(
@@ -367,8 +358,8 @@ COUNTRY: View[CountryParams, CountryDetail] = View(
         ds, Filters(), currency, [p.country_name for p in sets]
     ),
     tables=(
-        Table("series", SeriesPoint, lambda r: r.series, POINT_COLUMNS),
-        Table("top_products", Product, lambda r: r.top_products, PRODUCT_COLUMNS),
+        Table("series", SeriesPoint, lambda r: r.series),
+        Table("top_products", Product, lambda r: r.top_products),
     ),
 )
 
@@ -383,17 +374,8 @@ PAGE: View[PageParams, Page] = View(
     template="page",
     context_name="page",
     defaults=lambda _: [PageParams()],
-    tables=(Table("transactions", Line, lambda r: r.items, LINE_COLUMNS),),
+    tables=(Table("transactions", Line, lambda r: r.items),),
     lists_countries=True,
-)
-
-CUSTOMER_MONTH_COLUMNS = (
-    "period",
-    "customers",
-    "new_customers",
-    "returning_customers",
-    "new_customer_revenue",
-    "returning_customer_revenue",
 )
 
 CUSTOMERS: View[Scope, Customers] = View(
@@ -406,7 +388,7 @@ CUSTOMERS: View[Scope, Customers] = View(
     template="customers",
     context_name="customers",
     defaults=lambda _: [Scope()],
-    tables=(Table("customer_months", CustomerMonth, lambda r: r.months, CUSTOMER_MONTH_COLUMNS),),
+    tables=(Table("customer_months", CustomerMonth, lambda r: r.months),),
 )
 
 VIEWS: tuple[View[Any, Any], ...] = (KPIS, SERIES, TOP_COUNTRIES, COUNTRY, PAGE, CUSTOMERS)

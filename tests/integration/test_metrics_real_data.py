@@ -431,10 +431,10 @@ async def test_real_descriptions_round_trip_through_the_csv_byte_for_byte(datase
 
     from app.metrics import export
     from app.metrics import lines as listing
-    from app.metrics.views import LINE_COLUMNS
+    from app.metrics.views import PAGE
 
     streamed = [line async for chunk in listing.stream(dataset, Filters(), q) for line in chunk]
-    text = export.encode_rows(LINE_COLUMNS, streamed, header=True).decode()
+    text = export.encode_rows(PAGE.tables[0].columns, streamed, header=True).decode()
     parsed = list(csv.DictReader(io.StringIO(text, newline="")))
     with_it = [line.description for line in streamed if q in (line.description or "")]
     assert len(with_it) >= lines_at_least

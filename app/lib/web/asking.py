@@ -56,8 +56,9 @@ def wants_csv(scope: Scope) -> bool:
     that says otherwise (`format` wins). Read from the raw scope: the deadline asks it too."""
     asked: bool | None = scope.get("shop_csv")  # type: ignore[assignment]  # our own scope key
     if asked is None:
-        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-        chosen = query.get("format", [""])[-1].lower()
+        raw = scope.get("query_string", b"")
+        # every GET asks this (the deadline): parse the query only when it names a format
+        chosen = parse_qs(raw.decode("latin-1")).get("format", [""])[-1].lower() if b"format=" in raw else ""
         if chosen:
             asked = chosen == "csv"
         else:
