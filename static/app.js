@@ -44,6 +44,54 @@
     };
   }
 
+  // Two figures per month as stacked bars (new and returning customers): the total's bar is
+  // drawn in the upper colour, the lower figure's bar over it from zero.
+  var STACK_COLOURS = ["rgba(47, 91, 211, 0.85)", "rgba(245, 165, 36, 0.9)"];
+  function stacked(el) {
+    if (el.dataset.drawn || !window.uPlot) return;
+    el.dataset.drawn = "1";
+    var data = JSON.parse(el.dataset.stacked);
+    if (!data.x.length) return;
+    var low = data.stacks[0], high = data.stacks[1];
+    var total = low.map(function (v, i) { return v + high[i]; });
+    var fmt = data.symbol ? function (v) { return data.symbol + whole(v); } : whole;
+    var bars = uPlot.paths.bars({ size: [0.6, 60] });
+    var tip;
+    var opts = {
+      width: Math.max(el.clientWidth, 280),
+      height: 240,
+      padding: [12, 32, 0, 0],
+      tzDate: function (ts) { return uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC"); },
+      legend: { show: false },
+      cursor: { y: false, points: { show: false } },
+      plugins: [{ hooks: {
+        init: function (u) { tip = document.createElement("div"); tip.className = "chart-tip"; tip.hidden = true; u.over.appendChild(tip); },
+        setCursor: function (u) {
+          var i = u.cursor.idx;
+          if (i == null || u.cursor.left < 0) { tip.hidden = true; return; }
+          tip.hidden = false;
+          tip.textContent = data.labels[i] + ": " + fmt(low[i]) + " " + data.names[0] + ", " + fmt(high[i]) + " " + data.names[1];
+          var width = tip.offsetWidth;
+          tip.style.left = Math.min(Math.max(u.valToPos(data.x[i], "x") - width / 2, 0), u.over.clientWidth - width) + "px";
+          tip.style.top = Math.max(u.valToPos(total[i], "y") - 34, 0) + "px";
+        },
+      } }],
+      scales: {
+        x: { time: true, range: function (u, min, max) { var pad = Math.max((max - min) / (2 * Math.max(data.x.length - 1, 1)), 86400 * 16); return [min - pad, max + pad]; } },
+        y: { range: function (u, min, max) { return [0, max > 0 ? max * 1.08 : 1]; } },
+      },
+      axes: [
+        { values: function (u, ticks) { return ticks.map(function (ts) { return tick(ts, "month"); }); },
+          splits: data.x.length <= 14 ? function () { return data.x; } : undefined },
+        { size: data.symbol ? 86 : 60, values: function (u, vals) { return vals.map(fmt); } },
+      ],
+      series: [{}, { label: data.names[1], fill: STACK_COLOURS[1], stroke: STACK_COLOURS[1], paths: bars, points: { show: false } },
+        { label: data.names[0], fill: STACK_COLOURS[0], stroke: STACK_COLOURS[0], paths: bars, points: { show: false } }],
+    };
+    var chart = new uPlot(opts, [data.x, total, low], el);
+    new ResizeObserver(function () { chart.setSize({ width: Math.max(el.clientWidth, 280), height: 240 }); }).observe(el);
+  }
+
   function draw(el) {
     if (el.dataset.drawn || !window.uPlot) return;
     el.dataset.drawn = "1";
@@ -155,5 +203,6 @@
   htmx.onLoad(function (root) {
     Array.from(root.querySelectorAll ? root.querySelectorAll("form#upload") : []).forEach(upload);
     (root.matches && root.matches("[data-chart]") ? [root] : []).concat(Array.from(root.querySelectorAll("[data-chart]"))).forEach(draw);
+    (root.matches && root.matches("[data-stacked]") ? [root] : []).concat(Array.from(root.querySelectorAll("[data-stacked]"))).forEach(stacked);
   });
 })();

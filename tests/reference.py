@@ -369,14 +369,19 @@ class Reference:
         "-line_revenue": "revenue DESC, ts, line",
     }
 
-    def page(self, page=1, size=50, q=None, start=None, end=None, country=None, sort="invoice_date") -> dict:
+    def page(
+        self, page=1, size=50, q=None, start=None, end=None, country=None, sort="invoice_date", customer=None
+    ) -> dict:
         where, args = self._where(start, end, country)
         if q:
             where += (
                 " AND (contains(lower(invoice_no), ?) OR contains(lower(stock_code), ?)"
-                " OR contains(lower(coalesce(description, '')), ?))"
+                " OR contains(lower(coalesce(description, '')), ?) OR CAST(customer_id AS VARCHAR) = ?)"
             )
-            args += [q.lower()] * 3
+            args += [q.lower()] * 3 + [q.strip()]
+        if customer is not None:
+            where += " AND customer_id = ?"
+            args.append(customer)
         total = self.query(f"SELECT count(*) FROM sales WHERE {where}", args)[0][0]
         rows = self.query(
             f"""SELECT invoice_no, stock_code, description, quantity, ts, price, customer_id, country, revenue
@@ -398,3 +403,183 @@ class Reference:
             for inv, code, desc, qty, ts, price, customer, ctry, revenue in rows
         ]
         return {"items": items, "page": page, "size": size, "total": total, "pages": -(-total // size)}
+
+    # -- F3: cohorts ------------------------------------------------------------------------
+
+    def cohorts(self, start=None, end=None, country=None) -> dict:
+        """ANALYTICS.md F3 in SQL: months as year*12+month numbers, every cell listed by a join
+        with a generated range of month indexes."""
+        cw, ca = self._where(None, None, country)
+        first_day, last_day = self.query(f"SELECT min(d), max(d) FROM sales WHERE {cw}", ca)[0]
+        if first_day is None and (start is None or end is None):
+            return {"start_month": None, "end_month": None, "cohorts": []}
+        start, end = start or first_day, end or last_day
+        lo, hi = start.year * 12 + start.month - 1, end.year * 12 + end.month - 1
+        data_end = self.query("SELECT max(d) FROM sales")[0][0]
+        partial = data_end.year * 12 + data_end.month - 1 if (data_end + timedelta(days=1)).day != 1 else None
+        rows = self.query(
+            f"""WITH lines AS (SELECT customer_id, year(d) * 12 + month(d) - 1 AS m, revenue FROM sales
+                               WHERE {cw} AND customer_id IS NOT NULL),
+                     firsts AS (SELECT customer_id, min(m) AS cohort FROM lines GROUP BY 1),
+                     sizes AS (SELECT cohort, count(*) AS n FROM firsts WHERE cohort BETWEEN ? AND ? GROUP BY 1),
+                     cells AS (SELECT s.cohort, s.n, k.k FROM sizes s,
+                               LATERAL (SELECT unnest(range(0, ? - s.cohort + 1)) AS k) k),
+                     activity AS (SELECT f.cohort, l.m - f.cohort AS k, count(DISTINCT l.customer_id) AS active,
+                                         sum(l.revenue) AS revenue
+                                  FROM lines l JOIN firsts f USING (customer_id) WHERE l.m <= ? GROUP BY 1, 2)
+                SELECT c.cohort, c.n, c.k, coalesce(a.active, 0), coalesce(a.revenue, 0)
+                FROM cells c LEFT JOIN activity a ON a.cohort = c.cohort AND a.k = c.k
+                ORDER BY c.cohort, c.k""",
+            [*ca, lo, hi, hi, hi],
+        )
+
+        def month(number: int) -> date:
+            return date(number // 12, number % 12 + 1, 1)
+
+        cohorts: list[dict] = []
+        for cohort, size, k, active, revenue in rows:
+            if not cohorts or cohorts[-1]["cohort"] != month(cohort).strftime("%Y-%m"):
+                cohorts.append({"cohort": month(cohort).strftime("%Y-%m"), "customers": size, "months": []})
+            cohorts[-1]["months"].append(
+                {
+                    "month_index": k,
+                    "period": month(cohort + k),
+                    "active_customers": active,
+                    "retention_pct": r2(Decimal(100 * active) / size),
+                    "revenue": r2(revenue),
+                    "partial": cohort + k == partial,
+                }
+            )
+        return {
+            "start_month": month(lo).strftime("%Y-%m"),
+            "end_month": month(hi).strftime("%Y-%m"),
+            "cohorts": cohorts,
+        }
+
+    # -- F4: RFM ---------------------------------------------------------------------------------
+
+    _SEGMENT_SQL = """CASE
+        WHEN r = 5 AND f = 1 THEN 'new_customers'
+        WHEN r = 5 AND f IN (2, 3) THEN 'potential_loyalists'
+        WHEN r = 5 THEN 'champions'
+        WHEN r = 4 AND f = 1 THEN 'promising'
+        WHEN r = 4 AND f IN (2, 3) THEN 'potential_loyalists'
+        WHEN r = 4 THEN 'loyal_customers'
+        WHEN r = 3 AND f IN (1, 2) THEN 'about_to_sleep'
+        WHEN r = 3 AND f = 3 THEN 'need_attention'
+        WHEN r = 3 THEN 'loyal_customers'
+        WHEN f IN (1, 2) THEN 'hibernating'
+        WHEN f IN (3, 4) THEN 'at_risk'
+        ELSE 'cant_lose' END"""
+    SEGMENTS = (
+        "champions",
+        "loyal_customers",
+        "potential_loyalists",
+        "new_customers",
+        "promising",
+        "need_attention",
+        "about_to_sleep",
+        "at_risk",
+        "cant_lose",
+        "hibernating",
+    )
+
+    def rfm_customers(self, start=None, end=None, country=None) -> tuple[date | None, list[dict]]:
+        """F4's scores with the contract's SQL formula, every customer, in the list's order."""
+        where, args = self._where(start, end, country)
+        last = self.query(f"SELECT max(d) FROM sales WHERE {where}", args)[0][0]
+        if last is None:
+            return None, []
+        reference = last + timedelta(days=1)
+
+        def score(order: str) -> str:  # the contract's formula, worst to best, ties by customer id
+            return f"1 + (5 * (row_number() OVER (ORDER BY {order}, customer_id) - 1)) // count(*) OVER ()"
+
+        rows = self.query(
+            f"""WITH people AS (
+                    SELECT customer_id, ? - max(d) AS recency_days, count(DISTINCT invoice_no) AS frequency,
+                           round(sum(revenue), 2) AS monetary, sum(revenue) AS exact
+                    FROM sales WHERE {where} AND customer_id IS NOT NULL GROUP BY 1),
+                scored AS (
+                    SELECT *,
+                      {score("recency_days DESC")} AS r, {score("frequency")} AS f, {score("monetary")} AS m
+                    FROM people)
+                SELECT customer_id, recency_days, frequency, monetary, r, f, m, {self._SEGMENT_SQL}, exact
+                FROM scored ORDER BY monetary DESC, customer_id""",
+            [reference, *args],
+        )
+        return reference, [
+            {
+                "customer_id": cid,
+                "recency_days": int(rec),
+                "frequency": freq,
+                "monetary": float(mon),
+                "r_score": r,
+                "f_score": f,
+                "m_score": m,
+                "rfm_score": f"{r}{f}{m}",
+                "segment": seg,
+                "exact": exact,
+            }
+            for cid, rec, freq, mon, r, f, m, seg, exact in rows
+        ]
+
+    def rfm(self, start=None, end=None, country=None) -> dict:
+        reference, people = self.rfm_customers(start, end, country)
+        total = sum((p["exact"] for p in people), Decimal(0))
+        segments = []
+        for name in self.SEGMENTS:
+            members = [p for p in people if p["segment"] == name]
+            n = len(members)
+            revenue = sum((p["exact"] for p in members), Decimal(0))
+            segments.append(
+                {
+                    "segment": name,
+                    "customers": n,
+                    "customers_pct": r2(Decimal(100 * n) / len(people)) if people else None,
+                    "revenue": r2(revenue),
+                    "revenue_pct": r2(100 * revenue / total) if total else None,
+                    "avg_recency_days": r2(Decimal(sum(p["recency_days"] for p in members)) / n) if n else None,
+                    "avg_frequency": r2(Decimal(sum(p["frequency"] for p in members)) / n) if n else None,
+                    "avg_monetary": r2(revenue / n) if n else None,
+                }
+            )
+        return {"reference_date": reference, "customers": len(people), "revenue": r2(total), "segments": segments}
+
+    # -- one customer -------------------------------------------------------------------------
+
+    def customer(self, customer_id: int, start=None, end=None, country=None) -> dict:
+        where, args = self._where(start, end, country)
+        mine = f"{where} AND customer_id = ?"
+        orders, revenue, units, first, last = self.query(
+            f"SELECT count(DISTINCT invoice_no), sum(revenue), sum(quantity), min(ts), max(ts) FROM sales WHERE {mine}",
+            [*args, customer_id],
+        )[0]
+        cw, ca = self._where(None, None, country)
+        since = self.query(f"SELECT min(d) FROM sales WHERE {cw} AND customer_id = ?", [*ca, customer_id])[0][0]
+        products = self.query(
+            f"""WITH lines AS (SELECT upper(stock_code) AS code, * FROM sales WHERE {mine}
+                               AND upper(stock_code) NOT IN ('POST', 'DOT', 'M', 'BANK CHARGES', 'AMAZONFEE', 'C2',
+                                                             'D', 'S', 'CRUK', 'PADS', 'B')
+                               AND NOT starts_with(lower(stock_code), 'gift_')),
+                     described AS (SELECT code, description, count(*) AS n FROM lines
+                                   WHERE description IS NOT NULL GROUP BY 1, 2),
+                     best AS (SELECT code, arg_min(description, (-n, description)) AS description
+                              FROM described GROUP BY 1)
+                SELECT l.code, b.description, sum(revenue) AS revenue, sum(quantity), count(DISTINCT invoice_no)
+                FROM lines l LEFT JOIN best b USING (code) GROUP BY 1, 2 ORDER BY revenue DESC, l.code LIMIT 10""",
+            [*args, customer_id],
+        )
+        return {
+            "customer_id": customer_id,
+            "customer_since": since,
+            "orders": orders,
+            "revenue": r2(revenue or Decimal(0)),
+            "units_sold": int(units or 0),
+            "first_purchase": first,
+            "last_purchase": last,
+            "top_products": [
+                {"stock_code": c, "description": d, "revenue": r2(rv), "units_sold": int(u), "orders": o}
+                for c, d, rv, u, o in products
+            ],
+        }

@@ -62,6 +62,11 @@ def _sql(postgres: bool) -> dict[str, str]:
     return _ENGINE_SQL["postgres" if postgres else "sqlite"]
 
 
+def price_milli(postgres: bool) -> str:
+    """The SQL of a line's unit price in whole thousandths (exact on both engines)."""
+    return _sql(postgres)["price_milli"]
+
+
 def product_key(postgres: bool) -> str:
     """The SQL of a line's product key (product_days.product): its stock code upper-cased."""
     return _sql(postgres)["product"]

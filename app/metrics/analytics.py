@@ -13,8 +13,10 @@ from zero, to 2 places.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from typing import Any, TypeVar
 
 import polars as pl
 
@@ -35,6 +37,8 @@ from app.metrics.schemas import (
     SeriesPoint,
     TopCountries,
 )
+
+T = TypeVar("T")
 
 FREQS: tuple[Freq, ...] = ("day", "week", "month", "year")
 RANK_BY: tuple[RankBy, ...] = ("revenue", "units_sold", "orders", "customers")
@@ -113,6 +117,17 @@ class Dataset:
     # one country's rows of `sales` (and of `products`), cut once on first use: at 50x a
     # filter of the whole grain for one country cost more than the figure itself
     _by_country: dict[tuple[str, str], pl.DataFrame] = field(default_factory=dict, repr=False)
+    # aggregates derived from the shapes that several views share (the customers' histories),
+    # per name and stored country ("" for all): built once per dataset version, on first use
+    _derived: dict[tuple[str, str], Any] = field(default_factory=dict, repr=False)
+
+    def derived(self, name: str, country: str | None, build: Callable[[], T]) -> T:
+        """The aggregate `name` of this version (of one stored country, or of all), built once."""
+        key = (name, country or "")
+        found = self._derived.get(key)
+        if found is None:  # two threads may both build it: the same value, one kept
+            found = self._derived[key] = build()
+        return found
 
     def of_country(self, shape: str, name: str) -> pl.DataFrame:
         """The rows of `shape` ("sales" or "products") of the stored country `name`, in order."""

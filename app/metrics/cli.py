@@ -63,6 +63,6 @@ def register(cli: click.Group) -> None:
         )
         click.echo(
             "  views: KPIs, alone and against the previous period; series by day, week, month and year; top "
-            f"countries by revenue, units_sold, orders and customers; {report.views - 12} country pages; "
-            "transactions page 1; customers"
+            "countries by revenue, units_sold, orders and customers; every country's page; transactions page 1; "
+            "customers, cohorts, RFM segments and the first page of each segment's customers"
         )

@@ -52,6 +52,7 @@ DATE_OR_EMPTY = {
     ]
 }
 TEXT_SCHEMA = {"one_of": [Schema(type=OpenAPIType.STRING, max_length=MAX_TEXT, pattern=NO_NUL)]}
+ID_SCHEMA = {"one_of": [Schema(type=OpenAPIType.STRING, max_length=18, pattern=r"^[0-9]*$")]}
 
 
 def parameter(params: type[Params], name: str, hint: Any) -> Any:
@@ -64,6 +65,8 @@ def parameter(params: type[Params], name: str, hint: Any) -> Any:
         meta = next((extra for extra in extras if isinstance(extra, Meta)), meta)
     if name in params.DATES:  # a date, or empty (a filter form's unset field): no filter
         return Annotated[str | None, QueryParameter(description=meta.description, schema_extra=DATE_OR_EMPTY)]
+    if name in params.IDS:  # an id, or empty (a filter form's unset field): no filter
+        return Annotated[str | None, QueryParameter(description=meta.description, schema_extra=ID_SCHEMA)]
     if name in params.TEXT:
         kind = str if base is str else str | None
         return Annotated[kind, QueryParameter(description=meta.description, schema_extra=TEXT_SCHEMA)]
@@ -148,7 +151,7 @@ async def date_presets() -> dict[str, Any]:
     return {"presets": analytics.presets(last) if last else [], "last_sale_day": last}
 
 
-FILTER_FIELDS = ("start", "end", "country", "q")  # what a page's filter form sends
+FILTER_FIELDS = ("start", "end", "country", "q", "customer")  # what a page's filter form sends
 
 
 async def inline_error(
@@ -223,17 +226,25 @@ async def csv_export(
     filters = params.filters
     country = getattr(params, "country_name", None) or filters.country
     chunks: AsyncIterator[Sequence[Any]]
-    if view.fetch is not None:  # the transactions: every matching line, streamed from the database
+    if view.streams:  # the transactions: every matching line, streamed from the database
         q, sort = getattr(params, "q", None), getattr(params, "sort", "invoice_date")
         analytics.check_dates(filters)
-        chunks = lines.stream(dataset, filters, q, sort)
+        chunks = lines.stream(dataset, filters, q, sort, getattr(params, "customer", None))
     else:
-        result = msgspec.json.decode(await service.answer(view, params), type=view.result)
+        paged = "page" in params.__struct_fields__
+        if paged:  # every matching row: the pages of the largest size, in turn
+            params = msgspec.structs.replace(params, page=1, size=analytics.SIZE_RANGE[1])  # type: ignore[type-var]  # a paginated view's Params
 
-        async def one_chunk() -> AsyncIterator[Sequence[Any]]:
-            yield table.rows(result)
+        async def computed() -> AsyncIterator[Sequence[Any]]:
+            asked = params
+            while True:
+                result = msgspec.json.decode(await service.answer(view, asked), type=view.result)
+                yield table.rows(result)
+                if not paged or asked.page >= result.pages:  # type: ignore[attr-defined]  # a paginated view's Params
+                    return
+                asked = msgspec.structs.replace(asked, page=asked.page + 1)  # type: ignore[attr-defined]
 
-        chunks = one_chunk()
+        chunks = computed()
     if country is not None:
         country = dataset.country(country)  # the stored spelling; an unknown one is a 404 here
     span = analytics.window(dataset, Filters(start=filters.start, end=filters.end, country=country))

@@ -31,11 +31,20 @@ from typing import Any
 import polars as pl
 from piccolo.engine.postgres import PostgresEngine
 
-from app.ingest.shapes import SALES, as_day, product_key
+from app.ingest.shapes import SALES, as_day, price_milli, product_key
 from app.ingest.tables import Transaction
 from app.lib.db import engine
-from app.metrics.analytics import MAX_PAGE, SIZE_RANGE, Dataset, check_dates, day_slice, in_range, money
-from app.metrics.schemas import Filters, Line, Page
+from app.metrics.analytics import (
+    MAX_PAGE,
+    NOT_PRODUCTS,
+    SIZE_RANGE,
+    Dataset,
+    check_dates,
+    day_slice,
+    in_range,
+    money,
+)
+from app.metrics.schemas import CustomerProduct, Filters, Line, Page
 
 _COLUMNS = "id, invoice_no, stock_code, description, quantity, invoice_date, unit_price, customer_id, country"
 
@@ -100,6 +109,9 @@ class _Search:
             number = pl.col("invoice_no") if ds.numeric_invoices else pl.col("invoice_no").str.to_lowercase()
             found = grain.filter(number.str.contains(needle, literal=True))
             self.invoices = found.get_column("invoice_no").unique().to_list()
+        if needle.isdigit() and len(needle) <= 18:  # a customer id, matched exactly: that customer's invoices
+            theirs = grain.filter(pl.col("customer_id") == int(needle)).get_column("invoice_no").unique().to_list()
+            self.invoices = sorted(set(self.invoices) | set(theirs))
         codes, descriptions = pl.col("code").is_in(self.codes), pl.col("description").is_in(self.descriptions)
         self.product_lines = products.filter(codes | descriptions)
         self.invoice_lines = grain.filter(pl.col("invoice_no").is_in(self.invoices))
@@ -164,6 +176,23 @@ _SORTED_BY = {"quantity": "quantity", "unit_price": "unit_price"}
 _REVENUE = {True: "quantity * unit_price", False: "quantity * CAST(ROUND(unit_price * 1000) AS INTEGER)"}
 
 
+def _one_customer(where: _Where, grain: pl.DataFrame, customer: int) -> pl.DataFrame:
+    """Narrow `where` and the invoice grain to one customer's lines: their invoices (few, read
+    through the invoice-number index) with their id. Returns their rows of the grain."""
+    theirs = grain.filter(pl.col("customer_id") == customer)
+    invoices = theirs.get_column("invoice_no").unique().to_list()
+    where.add(where.one_of("invoice_no", invoices) if invoices else "FALSE")
+    where.add("customer_id = {}", customer)
+    return theirs
+
+
+def _order_by(sort: str, postgres: bool) -> str:
+    column, direction = sort.removeprefix("-"), "DESC" if sort.startswith("-") else "ASC"
+    if column == "invoice_date":
+        return f"invoice_date {direction}, id {direction}"
+    return f"{_SORTED_BY.get(column) or _REVENUE[postgres]} {direction}, invoice_date, id"
+
+
 async def page(
     ds: Dataset,
     filters: Filters,
@@ -172,6 +201,7 @@ async def page(
     size: int,
     after: int | None = None,
     sort: str = "invoice_date",
+    customer: int | None = None,
 ) -> Page:
     in_range("page", page, (1, MAX_PAGE))
     in_range("size", size, SIZE_RANGE)
@@ -181,13 +211,18 @@ async def page(
     offset = (page - 1) * size
     needle = (q or "").strip().lower()
     lines: list[dict] = []
-    if sort != "invoice_date":  # the shapes know only the date order: the database sorts
-        column, direction = sort.removeprefix("-"), "DESC" if sort.startswith("-") else "ASC"
-        by = (
-            f"invoice_date {direction}, id {direction}"  # the date order reversed
-            if column == "invoice_date"
-            else f"{_SORTED_BY.get(column) or _REVENUE[postgres]} {direction}, invoice_date, id"
-        )
+    if customer is not None:  # a customer has a few thousand lines at most: the database counts and sorts them
+        grain = _one_customer(where, grain, customer)
+        if needle:
+            search = await asyncio.to_thread(_Search, ds, _scope(ds, "products", filters, country), grain, needle)
+            where.add(search.predicate(where, postgres))
+        counted = await _rows(f"SELECT COUNT(*) AS n FROM transactions WHERE {where.sql}", *where.values)
+        total = int(counted[0]["n"])
+        if offset < total:
+            sql = f"SELECT {_COLUMNS} FROM transactions WHERE {where.sql} ORDER BY {_order_by(sort, postgres)}"
+            lines = await _rows(f"{sql} LIMIT {size} OFFSET {offset}", *where.values)
+    elif sort != "invoice_date":  # the shapes know only the date order: the database sorts
+        by = _order_by(sort, postgres)
         sorted_where = where.copy()
         if needle:
             search = await asyncio.to_thread(_Search, ds, _scope(ds, "products", filters, country), grain, needle)
@@ -216,7 +251,9 @@ async def page(
         size=size,
         total=total,
         pages=-(-total // size),
-        next_after=int(lines[-1]["id"]) if lines and more and not needle and sort == "invoice_date" else None,
+        next_after=int(lines[-1]["id"])
+        if lines and more and not needle and sort == "invoice_date" and customer is None
+        else None,
     )
 
 
@@ -224,7 +261,12 @@ EXPORT_CHUNK = 5_000  # lines per read of an export: memory stays at one chunk
 
 
 async def stream(
-    ds: Dataset, filters: Filters, q: str | None, sort: str = "invoice_date", chunk: int = EXPORT_CHUNK
+    ds: Dataset,
+    filters: Filters,
+    q: str | None,
+    sort: str = "invoice_date",
+    customer: int | None = None,
+    chunk: int = EXPORT_CHUNK,
 ) -> AsyncIterator[list[Line]]:
     """Every line in the filters, in the page's order, a chunk at a time (the CSV export).
 
@@ -233,8 +275,10 @@ async def stream(
     postgres = _postgres()
     where, country = _filtered(ds, filters, postgres)
     needle = (q or "").strip().lower()
+    grain = _scope(ds, "sales", filters, country)
+    if customer is not None:
+        grain = _one_customer(where, grain, customer)
     if needle:
-        grain = _scope(ds, "sales", filters, country)
         search = await asyncio.to_thread(_Search, ds, _scope(ds, "products", filters, country), grain, needle)
         where.add(search.predicate(where, postgres))
     column, descending = sort.removeprefix("-"), sort.startswith("-")
@@ -268,6 +312,62 @@ async def stream(
             return
         last = rows[-1]
         after = (last["sort_key"], last["invoice_date"], last["id"])
+
+
+async def customer_products(customer: int, invoices: list[str], limit: int = 10) -> list[CustomerProduct]:
+    """A customer's top products by revenue (R4: postage and fees left out, ties by code) in
+    their `invoices`, read from their lines through the invoice-number index."""
+    if not invoices:
+        return []
+    postgres = _postgres()
+    where = _Where(postgres)
+    where.add(where.one_of("invoice_no", invoices)).add("customer_id = {}", customer)
+    key = product_key(postgres)
+    rows = await _rows(
+        f"SELECT {key} AS code, description, invoice_no, COUNT(*) AS lines, SUM(quantity) AS units, "
+        f"SUM(quantity * {price_milli(postgres)}) AS milli FROM transactions WHERE {where.sql} "
+        f"GROUP BY {key}, description, invoice_no",
+        *where.values,
+    )
+    if not rows:
+        return []
+    frame = pl.DataFrame(
+        rows,
+        schema={
+            "code": pl.String,
+            "description": pl.String,
+            "invoice_no": pl.String,
+            "lines": pl.Int64,
+            "units": pl.Int64,
+            "milli": pl.Int64,
+        },
+    ).filter(~pl.col("code").is_in(list(NOT_PRODUCTS)) & ~pl.col("code").str.starts_with("GIFT_"))
+    described = (
+        frame.filter(pl.col("description").is_not_null())
+        .group_by("code", "description")
+        .agg(pl.col("lines").sum())
+        .sort(["code", "lines", "description"], descending=[False, True, False])
+        .group_by("code", maintain_order=True)
+        .first()
+        .drop("lines")
+    )
+    top = (
+        frame.group_by("code")
+        .agg(pl.col("milli").sum(), pl.col("units").sum(), pl.col("invoice_no").n_unique().alias("orders"))
+        .sort(["milli", "code"], descending=[True, False])
+        .head(limit)
+        .join(described, on="code", how="left", maintain_order="left")
+    )
+    return [
+        CustomerProduct(
+            stock_code=row["code"],
+            description=row["description"],
+            revenue=money(row["milli"]),
+            units_sold=row["units"],
+            orders=row["orders"],
+        )
+        for row in top.iter_rows(named=True)
+    ]
 
 
 def _scope(ds: Dataset, shape: str, filters: Filters, country: str | None) -> pl.DataFrame:

@@ -205,3 +205,163 @@ class Customers(msgspec.Struct):
     orders_per_customer: float | None
     history_start: date | None  # the first day of the data: everyone active then is "new"
     months: list[CustomerMonth]
+
+
+class CohortCell(msgspec.Struct):
+    """One month of a cohort (ANALYTICS.md F3): month_index 0 is the cohort's own month."""
+
+    month_index: int
+    period: date
+    active_customers: int
+    retention_pct: float
+    revenue: float
+    partial: bool = False  # the data ends inside this month (2011-12: 9 days)
+
+
+class Cohort(msgspec.Struct):
+    cohort: str  # YYYY-MM, the month of the members' first purchase
+    customers: int
+    months: list[CohortCell]
+
+
+class CohortRow(msgspec.Struct):
+    """A cell in the long format of the CSV export (one row per cohort and month)."""
+
+    cohort: str
+    cohort_customers: int
+    month_index: int
+    period: date
+    active_customers: int
+    retention_pct: float
+    revenue: float
+
+
+class Cohorts(msgspec.Struct):
+    """ANALYTICS.md F3: whole months, cohorts of identified customers by first purchase."""
+
+    currency: str
+    start_month: str | None  # YYYY-MM; null when the filters have no window (no sales at all)
+    end_month: str | None
+    cohorts: list[Cohort]
+
+    @property
+    def cells(self) -> list[CohortRow]:
+        return [
+            CohortRow(
+                cohort=row.cohort,
+                cohort_customers=row.customers,
+                month_index=cell.month_index,
+                period=cell.period,
+                active_customers=cell.active_customers,
+                retention_pct=cell.retention_pct,
+                revenue=cell.revenue,
+            )
+            for row in self.cohorts
+            for cell in row.months
+        ]
+
+
+Segment = Literal[
+    "champions",
+    "loyal_customers",
+    "potential_loyalists",
+    "new_customers",
+    "promising",
+    "need_attention",
+    "about_to_sleep",
+    "at_risk",
+    "cant_lose",
+    "hibernating",
+]
+# the customer list's sortable columns, "-" first for the largest first (ties by customer_id)
+RfmSort = Literal[
+    "-monetary",
+    "monetary",
+    "-frequency",
+    "frequency",
+    "recency_days",
+    "-recency_days",
+    "customer_id",
+    "-customer_id",
+]
+
+
+class SegmentRow(msgspec.Struct):
+    segment: Segment
+    customers: int
+    customers_pct: float | None
+    revenue: float
+    revenue_pct: float | None
+    avg_recency_days: float | None
+    avg_frequency: float | None
+    avg_monetary: float | None
+
+
+class Rfm(msgspec.Struct):
+    """ANALYTICS.md F4: identified customers' recency, frequency and monetary inside the window."""
+
+    currency: str
+    reference_date: date | None  # the last sale day in the filters + 1 (guests included)
+    customers: int
+    revenue: float  # their revenue: the KPI revenue less the guests'
+    segments: list[SegmentRow]
+
+
+class RfmCustomer(msgspec.Struct):
+    customer_id: int
+    recency_days: int
+    frequency: int
+    monetary: float
+    r_score: int
+    f_score: int
+    m_score: int
+    rfm_score: str
+    segment: Segment
+
+
+class RfmCustomers(msgspec.Struct):
+    """One page of a segment's customers (all customers when no segment is given)."""
+
+    currency: str
+    reference_date: date | None
+    segment: Segment | None
+    sort: RfmSort
+    items: list[RfmCustomer]
+    page: int
+    size: int
+    total: int
+    pages: int
+
+
+class CustomerMonthly(msgspec.Struct):
+    period: date
+    revenue: float
+    units_sold: int
+    orders: int
+    partial: bool = False
+
+
+class CustomerProduct(msgspec.Struct):
+    stock_code: str
+    description: str | None
+    revenue: float
+    units_sold: int
+    orders: int
+
+
+class CustomerDetail(msgspec.Struct):
+    """One customer in the filters: what they bought, when, and where they stand in RFM."""
+
+    currency: str
+    customer_id: int
+    countries: list[str]  # where their sales lines in the filters are (all their countries if none)
+    customer_since: date  # the first purchase of their history (R3: any date, the country applied)
+    first_purchase: MaybeLocalTime  # in the filters
+    last_purchase: MaybeLocalTime
+    orders: int
+    revenue: float
+    units_sold: int
+    average_order_value: float | None
+    rfm: RfmCustomer | None  # null when they bought nothing in the filters
+    months: list[CustomerMonthly]
+    top_products: list[CustomerProduct]

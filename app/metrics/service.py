@@ -238,7 +238,7 @@ class MetricsService:
         dataset = await self.dataset(tag)
         async with self._computing:
             if view.fetch is not None:
-                body = msgspec.json.encode(await view.fetch(dataset, params))
+                body = msgspec.json.encode(await view.fetch(dataset, params, self.settings.currency))
             else:
                 compute, currency = view.compute, self.settings.currency
                 assert compute is not None  # a view has one of the two (View.__post_init__)
@@ -266,7 +266,7 @@ class MetricsService:
         for view in VIEWS:
             entries += [
                 (cache_key(dataset.tag, view.name, params), msgspec.json.encode(result))
-                for params, result in await view.prefetch(dataset)
+                for params, result in await view.prefetch(dataset, self.settings.currency)
             ]
         computed = time.perf_counter()
         cached = True

@@ -11,6 +11,7 @@ Nothing here knows HTTP, Redis or the database.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -24,10 +25,15 @@ from app.metrics import analytics, lines
 from app.metrics import customers as customer_views
 from app.metrics.analytics import FREQS, LIMIT_RANGE, MAX_PAGE, RANK_BY, SIZE_RANGE, Dataset, InvalidParameter
 from app.metrics.schemas import (
+    CohortRow,
+    Cohorts,
     Compare,
     CountryDetail,
     CountryRow,
+    CustomerDetail,
     CustomerMonth,
+    CustomerMonthly,
+    CustomerProduct,
     Customers,
     Filters,
     Freq,
@@ -38,6 +44,11 @@ from app.metrics.schemas import (
     Page,
     Product,
     RankBy,
+    Rfm,
+    RfmCustomer,
+    RfmCustomers,
+    RfmSort,
+    SegmentRow,
     Series,
     SeriesPoint,
     TopCountries,
@@ -75,6 +86,17 @@ def parse_date(name: str, value: str | date | None) -> date | None:
         raise InvalidParameter(name, f"{name}={text!r} is not a date: use YYYY-MM-DD, e.g. 2011-03-01") from None
 
 
+def parse_id(name: str, value: str | int | None) -> int | None:
+    if isinstance(value, int):
+        return value
+    text = clean_text(name, value)
+    if text is None:
+        return None
+    if not text.isdigit() or len(text) > 18:
+        raise InvalidParameter(name, f"{name}={text!r} is not an id: digits only, e.g. 12347")
+    return int(text)
+
+
 class Params(msgspec.Struct, frozen=True, kw_only=True):
     """A view's parameters. Each field is a query parameter (or a path parameter, where the
     view's path names it) whose default is the view's default, the one place it is set.
@@ -85,6 +107,7 @@ class Params(msgspec.Struct, frozen=True, kw_only=True):
 
     DATES: ClassVar[tuple[str, ...]] = ("start", "end")  # dates, given as YYYY-MM-DD
     TEXT: ClassVar[tuple[str, ...]] = ()  # free-text fields: stripped, NUL and length checked
+    IDS: ClassVar[tuple[str, ...]] = ()  # ids typed into a form: digits, or empty for none
     FOLDED: ClassVar[dict[str, Callable[[str], str]]] = {}  # how a text field is normalised for the key
 
     @classmethod
@@ -107,6 +130,9 @@ class Params(msgspec.Struct, frozen=True, kw_only=True):
         for name in cls.DATES:
             if name in values:
                 values[name] = parse_date(name, values[name])
+        for name in cls.IDS:
+            if name in values:
+                values[name] = parse_id(name, values[name])
         return cls(**values)
 
     @property
@@ -216,9 +242,13 @@ class CountryParams(Dates, frozen=True, kw_only=True):
 
 class PageParams(Scope, frozen=True, kw_only=True):
     TEXT: ClassVar[tuple[str, ...]] = ("country", "q")
+    IDS: ClassVar[tuple[str, ...]] = ("customer",)
     FOLDED = {"country": _casefold, "q": _lower}
 
-    q: Annotated[str | None, Meta(description="Search in invoice, stock code and description")] = None
+    q: Annotated[
+        str | None, Meta(description="Search in invoice, stock code and description, or a customer id (exactly)")
+    ] = None
+    customer: Annotated[int | None, Meta(description="One customer's lines (their CustomerID)")] = None
     page: Annotated[int, Meta(ge=1, le=MAX_PAGE, description="Page number")] = 1
     size: Annotated[int, Meta(ge=SIZE_RANGE[0], le=SIZE_RANGE[1], description="Lines per page")] = 50
     after: Annotated[
@@ -236,6 +266,28 @@ class PageParams(Scope, frozen=True, kw_only=True):
             "order); any other than the default pages by number only (no `next_after`)"
         ),
     ] = "invoice_date"
+
+
+class RfmCustomersParams(Scope, frozen=True, kw_only=True):
+    TEXT: ClassVar[tuple[str, ...]] = ("country", "segment")
+    FOLDED = {"country": _casefold, "segment": _lower}
+
+    segment: Annotated[
+        str | None, Meta(description=f"One segment ({', '.join(customer_views.SEGMENTS)}); omitted: every customer")
+    ] = None
+    page: Annotated[int, Meta(ge=1, le=MAX_PAGE, description="Page number")] = 1
+    size: Annotated[int, Meta(ge=SIZE_RANGE[0], le=SIZE_RANGE[1], description="Customers per page")] = 50
+    sort: Annotated[
+        RfmSort | None,
+        Meta(
+            description="The column the customers are sorted by, `-` first for the largest first, ties by "
+            "customer_id; omitted: -monetary (the largest spend first)"
+        ),
+    ] = None
+
+
+class CustomerParams(Scope, frozen=True, kw_only=True):
+    customer_id: Annotated[str, Meta(description="The customer id (CustomerID)")] = ""
 
 
 # -- the declaration -----------------------------------------------------------------------
@@ -272,8 +324,9 @@ class View(Generic[P, R]):
     defaults: Callable[[Dataset], Iterable[P]] = lambda _: ()
     compute_many: Callable[[Dataset, list[P], str], list[R]] | None = None
     tables: tuple[Table, ...] = ()
-    fetch: Callable[[Dataset, P], Awaitable[R]] | None = None
+    fetch: Callable[[Dataset, P, str], Awaitable[R]] | None = None
     lists_countries: bool = False  # the page's filter form offers the country list
+    streams: bool = False  # its CSV streams every matching line from the database (the transactions)
     errors: tuple[int, ...] = (400, 401, 404, 503)
     # what an omitted parameter means on the pages, where it differs from JSON (compare)
     page_defaults: dict[str, Any] = field(default_factory=dict)
@@ -294,11 +347,11 @@ class View(Generic[P, R]):
             return list(zip(sets, self.compute_many(dataset, sets, currency), strict=True))
         return [(params, self.compute(dataset, params, currency)) for params in sets]
 
-    async def prefetch(self, dataset: Dataset) -> list[tuple[P, R]]:
+    async def prefetch(self, dataset: Dataset, currency: str) -> list[tuple[P, R]]:
         """The refresh's answers of a view that reads the database."""
         if self.fetch is None:
             return []
-        return [(params, await self.fetch(dataset, params)) for params in self.defaults(dataset)]
+        return [(params, await self.fetch(dataset, params, currency)) for params in self.defaults(dataset)]
 
 
 KPIS: View[KpisParams, Kpis] = View(
@@ -370,12 +423,13 @@ PAGE: View[PageParams, Page] = View(
     params=PageParams,
     result=Page,
     compute=None,
-    fetch=lambda ds, p: lines.page(ds, p.filters, p.q, p.page, p.size, p.after, p.sort),
+    fetch=lambda ds, p, _: lines.page(ds, p.filters, p.q, p.page, p.size, p.after, p.sort, p.customer),
     template="page",
     context_name="page",
     defaults=lambda _: [PageParams()],
     tables=(Table("transactions", Line, lambda r: r.items),),
     lists_countries=True,
+    streams=True,
 )
 
 CUSTOMERS: View[Scope, Customers] = View(
@@ -386,9 +440,97 @@ CUSTOMERS: View[Scope, Customers] = View(
     result=Customers,
     compute=lambda ds, p, currency: customer_views.customers(ds, p.filters, currency),
     template="customers",
+    lists_countries=True,
     context_name="customers",
     defaults=lambda _: [Scope()],
     tables=(Table("customer_months", CustomerMonth, lambda r: r.months),),
 )
 
-VIEWS: tuple[View[Any, Any], ...] = (KPIS, SERIES, TOP_COUNTRIES, COUNTRY, PAGE, CUSTOMERS)
+COHORTS: View[Scope, Cohorts] = View(
+    name="cohorts",
+    path="/cohorts",
+    summary="Monthly cohorts of customers by first purchase and how many bought again each month (ANALYTICS.md F3)",
+    params=Scope,
+    result=Cohorts,
+    compute=lambda ds, p, currency: customer_views.cohorts(ds, p.filters, currency),
+    template="cohorts",
+    lists_countries=True,
+    context_name="cohorts",
+    defaults=lambda _: [Scope()],
+    tables=(Table("cohorts", CohortRow, lambda r: r.cells),),
+)
+
+RFM: View[Scope, Rfm] = View(
+    name="rfm",
+    path="/rfm",
+    summary="Customers in ten RFM segments by recency, frequency and monetary in the window (ANALYTICS.md F4)",
+    params=Scope,
+    result=Rfm,
+    compute=lambda ds, p, currency: customer_views.rfm(ds, p.filters, currency),
+    template="rfm",
+    lists_countries=True,
+    context_name="rfm",
+    defaults=lambda _: [Scope()],
+    tables=(Table("rfm_segments", SegmentRow, lambda r: r.segments),),
+)
+
+
+def _rfm_customers(ds: Dataset, p: RfmCustomersParams, currency: str) -> RfmCustomers:
+    return customer_views.rfm_customers(ds, p.filters, p.segment, p.page, p.size, p.sort or "-monetary", currency)
+
+
+RFM_CUSTOMERS: View[RfmCustomersParams, RfmCustomers] = View(
+    name="rfm-customers",
+    path="/rfm/customers",
+    summary="The customers of one RFM segment (or all) with their scores, a page at a time (ANALYTICS.md F4)",
+    params=RfmCustomersParams,
+    result=RfmCustomers,
+    compute=_rfm_customers,
+    template="rfm_customers",
+    lists_countries=True,
+    context_name="listing",
+    # every segment's first page and the whole list's, from one scoring
+    defaults=lambda _: [RfmCustomersParams(), *(RfmCustomersParams(segment=name) for name in customer_views.SEGMENTS)],
+    compute_many=lambda ds, sets, currency: [_rfm_customers(ds, p, currency) for p in sets],
+    tables=(Table("rfm_customers", RfmCustomer, lambda r: r.items),),
+)
+
+
+async def _customer(ds: Dataset, p: CustomerParams, currency: str) -> CustomerDetail:
+    """A customer's page: the figures from the shapes, their top products from their lines."""
+    number = customer_views.customer_id(p.customer_id)
+    detail, inside = await asyncio.to_thread(customer_views.customer, ds, p.filters, number, currency)
+    invoices = inside.get_column("invoice_no").unique().to_list()
+    detail.top_products = await lines.customer_products(number, invoices)
+    return detail
+
+
+CUSTOMER: View[CustomerParams, CustomerDetail] = View(
+    name="customer",
+    path="/customers/{customer_id:path}",
+    summary="One customer: orders, revenue, first and last purchase, RFM scores, months, top products",
+    params=CustomerParams,
+    result=CustomerDetail,
+    compute=None,
+    fetch=_customer,
+    template="customer",
+    lists_countries=True,
+    context_name="customer",
+    tables=(
+        Table("customer_months", CustomerMonthly, lambda r: r.months),
+        Table("customer_products", CustomerProduct, lambda r: r.top_products),
+    ),
+)
+
+VIEWS: tuple[View[Any, Any], ...] = (
+    KPIS,
+    SERIES,
+    TOP_COUNTRIES,
+    COUNTRY,
+    PAGE,
+    CUSTOMERS,
+    COHORTS,
+    RFM,
+    RFM_CUSTOMERS,
+    CUSTOMER,
+)

@@ -144,7 +144,11 @@ async def test_refresh_precomputes_the_default_views(tmp_path):
     await load_small(tmp_path)
     service = memory_service()
     report = await service.refresh()
-    assert (report.views, report.sales_lines, report.cached) == (12 + 3, 4, True)  # 3 countries: DE, FR, UK
+    assert (report.views, report.sales_lines, report.cached) == (
+        12 + 3 + 13,
+        4,
+        True,
+    )  # 3 countries: DE, FR, UK; cohorts, rfm, 11 rfm lists
     assert (await service.last_refresh()).tag == await dataset_tag()
     for answer in [
         service.answer(KPIS, KpisParams()),

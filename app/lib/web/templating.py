@@ -76,6 +76,22 @@ def chart_json(points: list[Any], freq: str = "month", currency: str = "GBP") ->
     )
 
 
+def stacked_json(
+    points: list[Any], fields: tuple[str, str], names: tuple[str, str], currency: str | None = None
+) -> str:
+    """Data for static/app.js's stacked monthly bars: two figures of each point, the first at
+    the bottom; `currency` when they are amounts (the axis and tooltip then show its symbol)."""
+    return json.dumps(
+        {
+            "x": [calendar.timegm(p.period.timetuple()) for p in points],
+            "labels": [period(p.period, "month") for p in points],
+            "stacks": [[getattr(p, field) for p in points] for field in fields],
+            "names": list(names),
+            "symbol": SYMBOLS.get(currency, currency + " ") if currency else "",
+        }
+    )
+
+
 def price(value: float | None, currency: str = "GBP", places: int = 2) -> str:
     """A unit price: `places` decimals (the transactions page uses 3 for the whole column when a
     price on it has a third decimal, so the column's decimals line up)."""
@@ -113,6 +129,7 @@ def configure(engine: JinjaTemplateEngine, defaults: dict[str, Any] | None = Non
     env.filters.update(money=money, number=number, percent=percent, day=day, moment=moment, period=period)
     env.filters["span"] = span
     env.filters["chart_json"] = chart_json
+    env.filters["stacked_json"] = stacked_json
     env.filters["price"] = price
     env.globals["price_places"] = price_places
     env.globals["defaults"] = defaults = defaults or {}
