@@ -476,7 +476,8 @@ RFM: View[Scope, Rfm] = View(
 
 
 def _rfm_customers(ds: Dataset, p: RfmCustomersParams, currency: str) -> RfmCustomers:
-    return customer_views.rfm_customers(ds, p.filters, p.segment, p.page, p.size, p.sort or "-monetary", currency)
+    segment = p.segment.lower() if p.segment else None  # any case, as the key has it
+    return customer_views.rfm_customers(ds, p.filters, segment, p.page, p.size, p.sort or "-monetary", currency)
 
 
 RFM_CUSTOMERS: View[RfmCustomersParams, RfmCustomers] = View(
