@@ -82,7 +82,7 @@
       },
       axes: [
         { values: function (u, ticks) { return ticks.map(function (ts) { return tick(ts, "month"); }); },
-          splits: data.x.length <= 14 ? function () { return data.x; } : undefined },
+          splits: data.x.length <= 14 && el.clientWidth >= 60 * data.x.length ? function () { return data.x; } : undefined },
         { size: data.symbol ? 86 : 60, values: function (u, vals) { return vals.map(fmt); } },
       ],
       series: [{}, { label: data.names[1], fill: STACK_COLOURS[1], stroke: STACK_COLOURS[1], paths: bars, points: { show: false } },
@@ -130,7 +130,8 @@
       axes: [
         {
           values: function (u, ticks) { return ticks.map(function (ts) { return tick(ts, data.freq); }); },
-          splits: bars || data.freq === "month" && data.x.length <= 14 ? function () { return data.x; } : undefined,
+          // every month labelled where there is room for it (not on a phone)
+          splits: bars || data.freq === "month" && data.x.length <= 14 && el.clientWidth >= 60 * data.x.length ? function () { return data.x; } : undefined,
         },
         { size: 86, values: function (u, vals) { return vals.map(function (v) { return data.symbol + whole(v); }); } },
       ],

@@ -51,6 +51,7 @@ def test_a_newcomer_loads_the_demo_and_manages_a_second_user(empty_server, engin
     from playwright.sync_api import expect, sync_playwright
 
     revenue = _demo_revenue()
+    expect.set_options(timeout=15_000)  # a shared 2-core machine: 5 s is too short for a busy moment
     ARTIFACTS.mkdir(exist_ok=True)
     problems: list[str] = []
 
@@ -78,7 +79,8 @@ def test_a_newcomer_loads_the_demo_and_manages_a_second_user(empty_server, engin
 
         # one click: the demo data, imported like any file, and real figures
         page.click("text=Load the demo data")
-        expect(page.locator("body")).to_contain_text("Imported online_retail_demo.parquet")
+        # the import and the refresh after it: seconds on a busy machine
+        expect(page.locator("body")).to_contain_text("Imported online_retail_demo.parquet", timeout=90_000)
         page.click("text=Open the dashboard")
         expect(page.locator("#kpis")).to_contain_text(revenue)
         expect(page.locator("#series canvas")).to_be_visible()
@@ -205,6 +207,31 @@ def test_a_newcomer_loads_the_demo_and_manages_a_second_user(empty_server, engin
         assert page.locator("text=more.csv").count() == 1
         expect(page.locator(".card", has_text="Imports")).to_contain_text("191,410 transactions stored")
 
+        # the customer views (issue 15): the tabs, a segment, a customer, their transactions
+        page.goto(f"{base}/")
+        page.click("nav[aria-label=Main] >> text=Customers")
+        expect(page.locator("#tab-customers")).to_have_attribute("aria-current", "page")
+        expect(page.locator("#customer-months .chart canvas").first).to_be_visible()
+        page.click("#tab-cohorts")
+        expect(page).to_have_url(re.compile(r"/metrics/cohorts"))
+        first_cell = page.locator("table.heat tbody tr:first-child td.h10").first
+        expect(first_cell.locator(".pct")).to_have_text("100.0")
+        page.click("label[for=show-revenue]")  # the switch: revenue in the cells instead
+        expect(first_cell.locator(".rev")).to_be_visible()
+        expect(first_cell.locator(".pct")).to_be_hidden()
+        page.click("#tab-rfm")
+        expect(page.locator("#rfm tbody tr")).to_have_count(10)
+        page.click("#segment-champions")
+        expect(page.locator("h1")).to_have_text("Champions")
+        link = page.locator("#rfm-customers tbody tr:first-child td[data-label=Customer] a")
+        customer = link.inner_text()
+        link.click()
+        expect(page.locator("h1")).to_have_text(f"Customer {customer}")
+        expect(page.locator("#customer-lines #lines tbody tr").first).to_be_visible()  # loaded by htmx
+        page.click("#all-lines")
+        expect(page.locator("#lines .card-head")).to_contain_text(f"of customer {customer}")
+        expect(page.locator("#lines tbody tr td[data-label=Customer]").first).to_have_text(customer)
+
         # the main pages at both widths: no sideways scrolling, key columns in view
         for width_name, (width, height) in WIDTHS.items():
             page.set_viewport_size({"width": width, "height": height})
@@ -217,7 +244,19 @@ def test_a_newcomer_loads_the_demo_and_manages_a_second_user(empty_server, engin
                 ),
                 ("transactions", "/metrics/page", "#lines tbody tr:first-child td[data-label=Revenue]"),
                 ("users", "/users", "tbody tr:first-child th[data-label=Name]"),
-                ("customers", "/metrics/customers", "#customer-months tbody tr:first-child td[data-label=New]"),
+                ("customers", "/metrics/customers", "#customer-months .chart canvas >> nth=0"),
+                ("cohorts", "/metrics/cohorts", "table.heat tbody tr:first-child th"),
+                ("rfm", "/metrics/rfm", "#rfm tbody tr:first-child td[data-label=Revenue]"),
+                (
+                    "rfm-customers",
+                    "/metrics/rfm/customers?segment=at_risk",
+                    "#rfm-customers tbody tr:first-child td[data-label=Spend]",
+                ),
+                (
+                    "customer",
+                    "/metrics/customers/14646",
+                    "#customer-products tbody tr:first-child td[data-label=Revenue]",
+                ),
             ]:
                 page.goto(f"{base}{path}")
                 expect(page.locator(key)).to_be_visible()
