@@ -110,6 +110,7 @@ class Histories:
     # units, revenue_milli, country, and the customer's `first` purchase day, `second` order's
     # first day (null for a one-order history) and `cohort` (the month of `first`)
     invoices: pl.DataFrame
+    people: pl.DataFrame  # each customer's whole history, by customer id (what `_people` gives)
     sizes: dict[date, int]  # cohort month -> customers
     grid: dict[tuple[date, date], tuple[int, int]]  # (cohort, month) -> (active customers, revenue_milli)
 
@@ -142,9 +143,28 @@ def _histories(ds: Dataset, country: str | None) -> Histories:
     )
     return Histories(
         invoices=invoices,
+        people=_group(invoices).sort("customer_id"),
         sizes={cohort: count for cohort, count in sizes},
         grid={(c, m): (active, revenue) for c, m, active, revenue in grid.rows()},
     )
+
+
+def _group(invoices: pl.DataFrame) -> pl.DataFrame:
+    """Per customer of these invoices: their orders, revenue and last day, and (from the
+    history) their first purchase and second order's day."""
+    return invoices.group_by("customer_id").agg(
+        pl.col("order_id").n_unique().cast(pl.Int64).alias("orders"),
+        pl.col("revenue_milli").sum().alias("milli"),
+        pl.col("day").max().alias("last"),
+        pl.col("first").first(),
+        pl.col("second").first(),
+    )
+
+
+def _people(found: Histories, inside: pl.DataFrame) -> pl.DataFrame:
+    """Per customer of `inside` (a day slice of the invoices): the history's own aggregate
+    when the slice holds all of it (the unfiltered views: no group-by at all)."""
+    return found.people if inside.height == found.invoices.height else _group(inside)
 
 
 def _pct(part: int, whole: int) -> float | None:
@@ -182,10 +202,9 @@ def customers(ds: Dataset, filters: Filters, currency: str) -> Customers:
     if span is None:  # no sales in the country at all, and no dates to give a window
         return Customers(currency=currency, history_start=_history_start(ds), months=[], **_counts(0, 0, 0, 0, 0))
     start, end = span
-    inside = day_slice(histories(ds, country).invoices, start, end)
-    per_customer = inside.group_by("customer_id").agg(
-        pl.col("order_id").n_unique().alias("orders"), pl.col("first").first(), pl.col("second").first()
-    )
+    found = histories(ds, country)
+    inside = day_slice(found.invoices, start, end)
+    per_customer = _people(found, inside)
     count, new, repeat, multi = per_customer.select(
         pl.len(),
         (pl.col("first") >= start).sum(),
@@ -193,20 +212,7 @@ def customers(ds: Dataset, filters: Filters, currency: str) -> Customers:
         (pl.col("second") <= end).sum(),  # two orders in their history up to the window's end
     ).row(0)
     orders = inside.get_column("order_id").n_unique() if inside.height else 0
-
-    # each month's part of the window: a customer is new there if their first purchase is in it
-    is_new = (pl.col("cohort") == pl.col("month")) & (pl.col("first") >= start)
-    by_month = {
-        row[0]: row
-        for row in inside.group_by("month")
-        .agg(
-            pl.col("customer_id").n_unique(),
-            pl.col("customer_id").filter(is_new).n_unique().alias("new"),
-            pl.col("revenue_milli").filter(is_new).sum().alias("new_revenue"),
-            pl.col("revenue_milli").filter(~is_new).sum().alias("returning_revenue"),
-        )
-        .iter_rows()
-    }
+    by_month = _by_month(found, inside, start)
     months = []
     for month in _months(start, end):
         _, active, fresh, new_revenue, returning_revenue = by_month.get(month, (month, 0, 0, 0, 0))
@@ -223,6 +229,33 @@ def customers(ds: Dataset, filters: Filters, currency: str) -> Customers:
     return Customers(
         currency=currency, history_start=_history_start(ds), months=months, **_counts(count, new, repeat, multi, orders)
     )
+
+
+def _by_month(found: Histories, inside: pl.DataFrame, start: date) -> dict[date, tuple[date, int, int, int, int]]:
+    """F2's months as (month, customers, new, new revenue, returning revenue), from each month's
+    part of the window: a customer is new there if their first purchase is in it."""
+    if inside.height == found.invoices.height:  # every invoice: the cohort grid has it all
+        months: dict[date, list[int]] = {}
+        for (cohort, month), (active, revenue) in found.grid.items():
+            row = months.setdefault(month, [0, 0, 0, 0])
+            row[0] += active  # each customer is in one cohort: the cohorts' counts add up
+            if cohort == month:
+                row[1], row[2] = active, revenue
+            else:
+                row[3] += revenue
+        return {month: (month, *row) for month, row in months.items()}  # type: ignore[misc]  # four ints
+    is_new = (pl.col("cohort") == pl.col("month")) & (pl.col("first") >= start)
+    return {
+        row[0]: row
+        for row in inside.group_by("month")
+        .agg(
+            pl.col("customer_id").n_unique(),
+            pl.col("customer_id").filter(is_new).n_unique().alias("new"),
+            pl.col("revenue_milli").filter(is_new).sum().alias("new_revenue"),
+            pl.col("revenue_milli").filter(~is_new).sum().alias("returning_revenue"),
+        )
+        .iter_rows()
+    }
 
 
 def _counts(count: int, new: int, repeat: int, multi: int, orders: int) -> dict:
@@ -281,74 +314,97 @@ def cohorts(ds: Dataset, filters: Filters, currency: str) -> Cohorts:
 # -- F4 ------------------------------------------------------------------------------------
 
 
-def _scores(values: np.ndarray, descending: bool = False) -> np.ndarray:
-    """1 + floor(5 (i - 1) / n), i the 1-based position from worst to best; the rows are in
-    customer id order, which a stable sort keeps for ties."""
+def _order(values: np.ndarray, descending: bool = False) -> np.ndarray:
+    """The row positions sorted by `values`, ties in row order (the rows are by customer id).
+    Each value is made unique by its position (value * n + position), so a plain sort is exact
+    and five times faster here than a stable one; values too wide for that get the stable sort."""
     n = len(values)
-    order = np.argsort(-values if descending else values, kind="stable")
+    if not n:
+        return np.arange(0)
+    keys = -values if descending else values
+    low = int(keys.min())
+    if (int(keys.max()) - low + 1) * n < 2**62:
+        return np.argsort((keys - low) * n + np.arange(n))
+    return np.argsort(keys, kind="stable")
+
+
+def _scores(values: np.ndarray, descending: bool = False) -> np.ndarray:
+    """1 + floor(5 (i - 1) / n), i the 1-based position from worst to best, ties by customer id."""
+    n = len(values)
     scores = np.empty(n, dtype=np.int64)
-    scores[order] = 1 + (5 * np.arange(n)) // max(n, 1)
+    scores[_order(values, descending)] = 1 + (5 * np.arange(n)) // max(n, 1)
     return scores
 
 
 def scored(ds: Dataset, filters: Filters) -> tuple[date | None, pl.DataFrame]:
     """The reference date and every identified customer in the filters with their R, F, M and
-    scores (F4), by monetary descending, customer id ascending. `segment` is its index in SEGMENTS."""
+    scores (F4), by monetary descending, customer id ascending. `segment` is its index in
+    SEGMENTS, `milli` the exact monetary, `cents` the 2-place one."""
     country = _country(ds, filters)
     sales = ds.sales if country is None else ds.of_country("sales", country)
     in_window = day_slice(sales, filters.start, filters.end)
     reference = in_window.get_column("day")[-1] + timedelta(days=1) if in_window.height else None  # sorted by date
-    inside = day_slice(histories(ds, country).invoices, filters.start, filters.end)
-    people = inside.group_by("customer_id").agg(
-        pl.col("day").max().alias("last"),
-        pl.col("order_id").n_unique().cast(pl.Int64).alias("frequency"),
-        pl.col("revenue_milli").sum().alias("milli"),
-    )
+    found = histories(ds, country)
+    inside = day_slice(found.invoices, filters.start, filters.end)
+    people = _people(found, inside)
+    if inside.height != found.invoices.height:  # the history's own aggregate is by customer id
+        people = people.sort("customer_id")
     if reference is None:  # no sales at all in the filters (then no customer either)
-        people, reference_day = people.clear(), date.min
-    else:
-        reference_day = reference
-    people = people.with_columns(
-        (pl.lit(reference_day) - pl.col("last")).dt.total_days().cast(pl.Int64).alias("recency_days"),
-        ((pl.col("milli") + 5) // 10).alias("cents"),  # the 2-place monetary (sales are positive): half up
+        people = people.clear()
+    # a few thousand customers: NumPy arrays, three sorts, the (R, F) map by table lookup
+    ids = people.get_column("customer_id").to_numpy()
+    last = people.get_column("last").to_numpy().astype("datetime64[D]").astype(np.int64)
+    recency = (reference.toordinal() - date(1970, 1, 1).toordinal() if reference else 0) - last
+    frequency = people.get_column("orders").to_numpy().astype(np.int64)
+    milli = people.get_column("milli").to_numpy().astype(np.int64)
+    cents = (milli + 5) // 10  # the 2-place monetary (sales lines are positive): half up
+    r, f, m = _scores(recency, descending=True), _scores(frequency), _scores(cents)
+    rows = _order(cents, descending=True)  # the list's order: monetary descending, then id
+    frame = pl.DataFrame(
+        {
+            "customer_id": ids[rows],
+            "recency_days": recency[rows],
+            "frequency": frequency[rows],
+            "milli": milli[rows],
+            "cents": cents[rows],
+            "r_score": r[rows],
+            "f_score": f[rows],
+            "m_score": m[rows],
+            "segment": _SEGMENT[r * 10 + f][rows],
+        },
+        schema={name: pl.Int64 for name in ("customer_id", "recency_days", "frequency", "milli", "cents")}
+        | {"r_score": pl.Int64, "f_score": pl.Int64, "m_score": pl.Int64, "segment": pl.Int64},
     )
-    # three stable sorts of a few thousand numbers (NumPy), then the (R, F) map by table lookup
-    people = people.sort("customer_id")
-    r = _scores(people.get_column("recency_days").to_numpy(), descending=True)
-    f = _scores(people.get_column("frequency").to_numpy())
-    m = _scores(people.get_column("cents").to_numpy())
-    people = people.with_columns(
-        pl.Series("r_score", r),
-        pl.Series("f_score", f),
-        pl.Series("m_score", m),
-        pl.Series("segment", _SEGMENT[r * 10 + f]),
-    )
-    return reference, people.sort(["cents", "customer_id"], descending=[True, False])
+    return reference, frame
 
 
 def rfm(ds: Dataset, filters: Filters, currency: str) -> Rfm:
     """F4: the ten segments, in display order, each with its customers, revenue and averages."""
     reference, people = scored(ds, filters)
-    groups = {
-        SEGMENTS[row[0]]: row
-        for row in people.group_by("segment")
-        .agg(pl.len(), pl.col("milli").sum(), pl.col("recency_days").sum(), pl.col("frequency").sum())
-        .iter_rows()
-    }
-    count, total = people.height, int(people.get_column("milli").sum() or 0)
+    segment = people.get_column("segment").to_numpy()
+    counts = np.bincount(segment, minlength=len(SEGMENTS))
+
+    def sums(column: str) -> list[int]:
+        values = people.get_column(column).to_numpy()
+        totals = np.zeros(len(SEGMENTS), dtype=np.int64)
+        np.add.at(totals, segment, values)  # integers: exact
+        return totals.tolist()
+
+    milli, recency, frequency = sums("milli"), sums("recency_days"), sums("frequency")
+    count, total = people.height, sum(milli)
     segments = []
-    for name in SEGMENTS:
-        _, n, milli, recency, frequency = groups.get(name, (name, 0, 0, 0, 0))
+    for index, name in enumerate(SEGMENTS):
+        n = int(counts[index])
         segments.append(
             SegmentRow(
                 segment=name,  # type: ignore[arg-type]  # one of the Segment literals
                 customers=n,
                 customers_pct=_pct(n, count),
-                revenue=money(milli),
-                revenue_pct=_pct(milli, total),
-                avg_recency_days=ratio2(recency, n) if n else None,
-                avg_frequency=ratio2(frequency, n) if n else None,
-                avg_monetary=ratio2(milli, 1000 * n) if n else None,
+                revenue=money(milli[index]),
+                revenue_pct=_pct(milli[index], total),
+                avg_recency_days=ratio2(recency[index], n) if n else None,
+                avg_frequency=ratio2(frequency[index], n) if n else None,
+                avg_monetary=ratio2(milli[index], 1000 * n) if n else None,
             )
         )
     return Rfm(currency=currency, reference_date=reference, customers=count, revenue=money(total), segments=segments)

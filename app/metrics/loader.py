@@ -14,6 +14,7 @@ import polars as pl
 
 from app.ingest.service import dataset_tag
 from app.lib.settings import Settings
+from app.metrics import customers
 from app.metrics.analytics import INVOICE_SCHEMA, PRODUCT_SCHEMA, Dataset, prepare
 
 INVOICES = (
@@ -80,5 +81,11 @@ async def load_dataset(settings: Settings) -> Dataset:
         # Every import is one transaction that changes the tag: the same tag on both
         # sides means the rows read are exactly that version's.
         if await dataset_tag() == before:
-            return await asyncio.to_thread(prepare, invoices, products, before)
+            return await asyncio.to_thread(_prepared, invoices, products, before)
     raise DatasetChanged("the data changed during three reads in a row; try again when the imports finish")
+
+
+def _prepared(invoices: pl.DataFrame, products: pl.DataFrame, tag: str) -> Dataset:
+    dataset = prepare(invoices, products, tag)
+    customers.histories(dataset, None)  # the customer views' shared aggregate: part of the load, like the frames
+    return dataset
