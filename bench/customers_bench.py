@@ -23,12 +23,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import resource
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import date
 from pathlib import Path
@@ -36,7 +34,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from web_bench import DATA, PG, ROOT, serve
+from web_bench import ROOT, engine_with_data, serve
 
 sys.path.insert(0, str(ROOT))  # the app, for the measurements made in this process's children
 
@@ -196,22 +194,9 @@ def http_misses(env: dict[str, str]) -> dict[str, float]:
 
 
 def run(engine: str, rounds: int) -> dict:
-    env = {**os.environ, "DATA_DIR": tempfile.mkdtemp(prefix="customers-bench-"), "REDIS_URL": ""}
-    database = f"customers_bench_{os.getpid()}"
-    if engine == "postgres":
-        subprocess.run(["psql", f"{PG}/postgres", "-qc", f"CREATE DATABASE {database}"], check=True)
-        env |= {"DATABASE_URL": f"{PG}/{database}", "SECRET_KEY": "bench-" + "x" * 40}
-    else:
-        env["DATABASE_URL"] = ""
-    try:
-        subprocess.run(
-            [sys.executable, "-m", "piccolo.main", "migrations", "forwards", "all"],
-            cwd=ROOT, env=env, check=True, capture_output=True,
-        )  # fmt: skip
-        litestar = Path(sys.executable).with_name("litestar")
-        subprocess.run([str(litestar), "data", "import", str(DATA)], cwd=ROOT, env=env, check=True, capture_output=True)
+    with engine_with_data(engine, "customers-bench") as env:
         result = {"compute": child("compute", env, rounds)}
-        refreshes = {"before": [], "after": []}
+        refreshes: dict[str, list[dict]] = {"before": [], "after": []}
         for _ in range(3):  # alternating
             refreshes["before"].append(child("refresh-before", env))
             refreshes["after"].append(child("refresh-after", env))
@@ -225,9 +210,6 @@ def run(engine: str, rounds: int) -> dict:
         }
         result["http_ms"] = http_misses(env)
         return result
-    finally:
-        if engine == "postgres":
-            subprocess.run(["psql", f"{PG}/postgres", "-qc", f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"])
 
 
 def main() -> None:

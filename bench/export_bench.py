@@ -16,7 +16,6 @@ within 1 s.
 from __future__ import annotations
 
 import argparse
-import os
 import sqlite3
 import statistics
 import subprocess
@@ -29,7 +28,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from web_bench import DATA, PG, ROOT, serve
+from web_bench import engine_with_data, serve
 
 TARGET_RSS_MB = 50
 TARGET_FIRST_BYTE_S = 1.0
@@ -102,37 +101,22 @@ def baseline(engine: str, env: dict[str, str]) -> float:
 
 
 def run(engine: str, rounds: int) -> dict:
-    env = {**os.environ, "DATA_DIR": tempfile.mkdtemp(prefix="export-bench-"), "REDIS_URL": ""}
-    database = f"export_bench_{os.getpid()}"
-    if engine == "postgres":
-        subprocess.run(["psql", f"{PG}/postgres", "-qc", f"CREATE DATABASE {database}"], check=True)
-        env |= {"DATABASE_URL": f"{PG}/{database}", "SECRET_KEY": "bench-" + "x" * 40}
-    else:
-        env["DATABASE_URL"] = ""
-    server = None
-    try:
-        subprocess.run(
-            [sys.executable, "-m", "piccolo.main", "migrations", "forwards", "all"],
-            cwd=ROOT, env=env, check=True, capture_output=True,
-        )  # fmt: skip
-        litestar = Path(sys.executable).with_name("litestar")
-        subprocess.run([str(litestar), "data", "import", str(DATA)], cwd=ROOT, env=env, check=True)
+    with engine_with_data(engine, "export-bench") as env:
         server, base = serve("app:create_app", env, factory=True)
-        account = {"username": "bench", "password": "bench password"}
-        httpx.post(f"{base}/auth/register", json=account).raise_for_status()
-        token = httpx.post(f"{base}/auth/login", json=account).json()["access_token"]
-        httpx.get(f"{base}/metrics/page", headers={"Authorization": f"Bearer {token}"}, timeout=60).raise_for_status()
-        runs, bases = [], []
-        for _ in range(rounds):  # alternating: the database read, then the export
-            bases.append(baseline(engine, env))
-            runs.append(export(base, token, server.pid))
-        return {"runs": runs, "baseline": statistics.median(bases)}
-    finally:
-        if server is not None:
+        try:
+            account = {"username": "bench", "password": "bench password"}
+            httpx.post(f"{base}/auth/register", json=account).raise_for_status()
+            token = httpx.post(f"{base}/auth/login", json=account).json()["access_token"]
+            auth = {"Authorization": f"Bearer {token}"}
+            httpx.get(f"{base}/metrics/page", headers=auth, timeout=60).raise_for_status()
+            runs, bases = [], []
+            for _ in range(rounds):  # alternating: the database read, then the export
+                bases.append(baseline(engine, env))
+                runs.append(export(base, token, server.pid))
+            return {"runs": runs, "baseline": statistics.median(bases)}
+        finally:
             server.terminate()
             server.wait(timeout=30)
-        if engine == "postgres":
-            subprocess.run(["psql", f"{PG}/postgres", "-qc", f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"])
 
 
 def main() -> None:

@@ -31,6 +31,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -78,6 +80,33 @@ def serve(target: str, env: dict[str, str], factory: bool = False) -> tuple[subp
             if process.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit(f"server {target} did not start") from None
             time.sleep(0.2)
+
+
+def import_reference(env: dict[str, str]) -> None:
+    """Migrate the database `env` names and import the reference data into it with the CLI."""
+    subprocess.run(
+        [sys.executable, "-m", "piccolo.main", "migrations", "forwards", "all"],
+        cwd=ROOT, env=env, check=True, capture_output=True,
+    )  # fmt: skip
+    litestar = Path(sys.executable).with_name("litestar")
+    subprocess.run([str(litestar), "data", "import", str(DATA)], cwd=ROOT, env=env, check=True, capture_output=True)
+
+
+@contextmanager
+def engine_with_data(engine: str, name: str) -> Iterator[dict[str, str]]:
+    """The environment of an app on `engine` ("sqlite": a fresh DATA_DIR; "postgres": a fresh
+    database, dropped afterwards) holding the reference data; no Redis (in-process cache)."""
+    env = {**os.environ, "DATA_DIR": tempfile.mkdtemp(prefix=f"{name}-"), "REDIS_URL": "", "DATABASE_URL": ""}
+    database = f"{name.replace('-', '_')}_{os.getpid()}"
+    if engine == "postgres":
+        subprocess.run(["psql", f"{PG}/postgres", "-qc", f"CREATE DATABASE {database}"], check=True)
+        env |= {"DATABASE_URL": f"{PG}/{database}", "SECRET_KEY": "bench-" + "x" * 40}
+    try:
+        import_reference(env)
+        yield env
+    finally:
+        if engine == "postgres":
+            subprocess.run(["psql", f"{PG}/postgres", "-qc", f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"])
 
 
 def clean_up(processes: list[subprocess.Popen], database: str) -> None:
@@ -165,12 +194,7 @@ def main() -> None:
     servers: list[subprocess.Popen] = []
     trees: list[Path] = []
     try:
-        subprocess.run(
-            [sys.executable, "-m", "piccolo.main", "migrations", "forwards", "all"],
-            cwd=ROOT, env=env, check=True, capture_output=True,
-        )  # fmt: skip
-        litestar = Path(sys.executable).with_name("litestar")
-        subprocess.run([str(litestar), "data", "import", str(DATA)], cwd=ROOT, env=env, check=True)
+        import_reference(env)
         app, app_base = serve("app:create_app", env, factory=True)
         bare, bare_base = serve("bare:app", {**env, "BENCH_CWD": str(bare_dir)})
         servers += [app, bare]

@@ -233,16 +233,16 @@ async def csv_export(
     else:
         paged = "page" in params.__struct_fields__
         if paged:  # every matching row: the pages of the largest size, in turn
-            params = msgspec.structs.replace(params, page=1, size=analytics.SIZE_RANGE[1])  # type: ignore[type-var]  # a paginated view's Params
+            params = msgspec.structs.replace(params, page=1, size=analytics.SIZE_RANGE[1])
 
         async def computed() -> AsyncIterator[Sequence[Any]]:
             asked = params
             while True:
                 result = msgspec.json.decode(await service.answer(view, asked), type=view.result)
                 yield table.rows(result)
-                if not paged or asked.page >= result.pages:  # type: ignore[attr-defined]  # a paginated view's Params
+                if not paged or asked.page >= result.pages:  # a paginated view's Params and answer
                     return
-                asked = msgspec.structs.replace(asked, page=asked.page + 1)  # type: ignore[attr-defined]
+                asked = msgspec.structs.replace(asked, page=asked.page + 1)
 
         chunks = computed()
     if country is not None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import get_args
 
 import numpy as np
 import polars as pl
@@ -45,22 +46,13 @@ from app.metrics.schemas import (
     Rfm,
     RfmCustomer,
     RfmCustomers,
+    RfmSort,
+    Segment,
     SegmentRow,
 )
 
-# F4's display order, and the segment of each (R, F) score pair (the notebooks' classic map)
-SEGMENTS = (
-    "champions",
-    "loyal_customers",
-    "potential_loyalists",
-    "new_customers",
-    "promising",
-    "need_attention",
-    "about_to_sleep",
-    "at_risk",
-    "cant_lose",
-    "hibernating",
-)
+SEGMENTS: tuple[str, ...] = get_args(Segment)  # F4's display order
+# the segment of each (R, F) score pair (the notebooks' classic map)
 _MAP = {
     5: ("new_customers", "potential_loyalists", "potential_loyalists", "champions", "champions"),
     4: ("promising", "potential_loyalists", "potential_loyalists", "loyal_customers", "loyal_customers"),
@@ -70,23 +62,13 @@ _MAP = {
 }
 SEGMENT_OF = {r * 10 + f: _MAP[r][f - 1] for r in _MAP for f in range(1, 6)}
 _SEGMENT = np.array([SEGMENTS.index(SEGMENT_OF[key]) if key in SEGMENT_OF else -1 for key in range(56)], dtype=np.int64)
-RFM_SORTS = (
-    "-monetary",
-    "monetary",
-    "-frequency",
-    "frequency",
-    "recency_days",
-    "-recency_days",
-    "customer_id",
-    "-customer_id",
-)
+RFM_SORTS: tuple[str, ...] = get_args(RfmSort)
 _RFM_COLUMN = {
     "monetary": "cents",
     "frequency": "frequency",
     "recency_days": "recency_days",
     "customer_id": "customer_id",
 }
-MIN_QUINTILES = 25  # below this many customers the page says the scores are too coarse
 
 
 class UnknownCustomer(MetricsError):
@@ -420,7 +402,7 @@ def _customer(row: dict) -> RfmCustomer:
         f_score=row["f_score"],
         m_score=row["m_score"],
         rfm_score=f"{row['r_score']}{row['f_score']}{row['m_score']}",
-        segment=SEGMENTS[row["segment"]],  # type: ignore[arg-type]  # one of the Segment literals
+        segment=SEGMENTS[row["segment"]],
     )
 
 
@@ -471,14 +453,12 @@ def customer(ds: Dataset, filters: Filters, customer: int, currency: str) -> tup
     """A customer's figures in the filters (all but their products, which need the lines) and
     their invoices in the filters (whose lines the products are read from)."""
     country = _country(ds, filters)
-    mine = histories(ds, country).invoices.filter(pl.col("customer_id") == customer)
-    if mine.is_empty():
-        anywhere = (
-            country is not None
-            and not histories(ds, None).invoices.filter(pl.col("customer_id") == customer).is_empty()
-        )
-        if not anywhere:
-            raise UnknownCustomer(str(customer))
+    theirs = pl.col("customer_id") == customer
+    mine = histories(ds, country).invoices.filter(theirs)
+    # what the page names (countries, first purchase): their history in the country, else anywhere
+    history = mine if mine.height or country is None else histories(ds, None).invoices.filter(theirs)
+    if history.is_empty():
+        raise UnknownCustomer(str(customer))
     inside = day_slice(mine, filters.start, filters.end)
     revenue, units, orders = inside.select(
         pl.col("revenue_milli").sum(), pl.col("units").sum(), pl.col("order_id").n_unique()
@@ -500,16 +480,14 @@ def customer(ds: Dataset, filters: Filters, customer: int, currency: str) -> tup
             r, u, o = per_month.get(month, (0, 0, 0))
             cut = month < span[0] or _next_month(month) - timedelta(days=1) > span[1]
             months.append(CustomerMonthly(period=month, revenue=money(r), units_sold=u, orders=o, partial=cut))
-    where = inside if inside.height else mine
-    if mine.is_empty():
-        where = histories(ds, None).invoices.filter(pl.col("customer_id") == customer)
+    shown = inside if inside.height else history
     first_purchase: datetime | None = inside.get_column("invoice_date").min() if inside.height else None  # type: ignore[assignment]
     last_purchase: datetime | None = inside.get_column("invoice_date").max() if inside.height else None  # type: ignore[assignment]
     detail = CustomerDetail(
         currency=currency,
         customer_id=customer,
-        countries=sorted({str(name) for name in where.get_column("country").unique()}),
-        customer_since=where.get_column("first")[0],
+        countries=sorted({str(name) for name in shown.get_column("country").unique()}),
+        customer_since=history.get_column("first")[0],
         first_purchase=first_purchase,
         last_purchase=last_purchase,
         orders=orders or 0,

@@ -261,6 +261,7 @@ class Cohorts(msgspec.Struct):
         ]
 
 
+# ANALYTICS.md F4's ten segments, in display order
 Segment = Literal[
     "champions",
     "loyal_customers",
