@@ -181,8 +181,10 @@ def _one_customer(where: _Where, grain: pl.DataFrame, customer: int) -> pl.DataF
     through the invoice-number index) with their id. Returns their rows of the grain."""
     theirs = grain.filter(pl.col("customer_id") == customer)
     invoices = theirs.get_column("invoice_no").unique().to_list()
-    where.add(where.one_of("invoice_no", invoices) if invoices else "FALSE")
-    where.add("customer_id = {}", customer)
+    if not invoices:  # nobody by that id (perhaps beyond the column's 32 bits): no line, no query of it
+        where.add("FALSE")
+    else:
+        where.add(where.one_of("invoice_no", invoices)).add("customer_id = {}", customer)
     return theirs
 
 
