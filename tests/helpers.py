@@ -136,8 +136,8 @@ def _moment(value: object) -> datetime.datetime:
     return value if isinstance(value, datetime.datetime) else datetime.datetime.fromisoformat(str(value)[:19])
 
 
-async def stored_shapes() -> tuple[list[tuple], list[tuple]]:
-    """Both shapes as stored, normalised and sorted (the engines store days and flags differently)."""
+async def stored_shapes() -> tuple[list[tuple], list[tuple], list[tuple]]:
+    """The shapes as stored, normalised and sorted (the engines store days and flags differently)."""
     from app.ingest.tables import Transaction
 
     invoices = await Transaction.raw(
@@ -147,6 +147,25 @@ async def stored_shapes() -> tuple[list[tuple], list[tuple]]:
     products = await Transaction.raw(
         "SELECT day, country, product, description, lines, units, revenue_milli FROM product_days"
     ).run()
+    baskets = await Transaction.raw(
+        "SELECT invoice_no, day, country, customer_id, product, lines, units, revenue_milli FROM basket_items"
+    ).run()
+    basket_rows = sorted(
+        (
+            (
+                r["invoice_no"],
+                _date(r["day"]),
+                r["country"],
+                r["customer_id"],
+                r["product"],
+                int(r["lines"]),
+                int(r["units"]),
+                int(r["revenue_milli"]),
+            )
+            for r in baskets
+        ),
+        key=repr,
+    )
     invoice_rows = sorted(
         (
             (
@@ -180,11 +199,11 @@ async def stored_shapes() -> tuple[list[tuple], list[tuple]]:
         ),
         key=repr,
     )
-    return invoice_rows, product_rows
+    return invoice_rows, product_rows, basket_rows
 
 
-async def expected_shapes() -> tuple[list[tuple], list[tuple]]:
-    """Both shapes computed here, in plain Python, from the stored lines (the independent side)."""
+async def expected_shapes() -> tuple[list[tuple], list[tuple], list[tuple]]:
+    """The shapes computed here, in plain Python, from the stored lines (the independent side)."""
     from app.ingest.tables import Transaction
 
     lines = await Transaction.select(
@@ -199,6 +218,7 @@ async def expected_shapes() -> tuple[list[tuple], list[tuple]]:
     ).run()
     invoices: dict[tuple, list[int]] = {}
     products: dict[tuple, list[int]] = {}
+    baskets: dict[tuple, list[int]] = {}
     for line in lines:
         number, quantity, at = line["invoice_no"], line["quantity"], _moment(line["invoice_date"])
         price_milli = round(line["unit_price"] * 1000)
@@ -206,12 +226,16 @@ async def expected_shapes() -> tuple[list[tuple], list[tuple]]:
         sale = number[:1] not in ("C", "A") and quantity > 0 and line["unit_price"] > 0
         totals = invoices.setdefault((number, at, line["country"], line["customer_id"], cancelled), [0, 0, 0, 0])
         totals[0] += 1
+        code = "".join(c.upper() if "a" <= c <= "z" else c for c in line["stock_code"])  # ASCII letters only
         if cancelled or sale:
             totals[1] += 1
             totals[2] += quantity
             totals[3] += quantity * price_milli
+            basket = baskets.setdefault((number, at.date(), line["country"], line["customer_id"], code), [0, 0, 0])
+            basket[0] += 1
+            basket[1] += quantity
+            basket[2] += quantity * price_milli
         if sale:
-            code = "".join(c.upper() if "a" <= c <= "z" else c for c in line["stock_code"])  # ASCII letters only
             key = (at.date(), line["country"], code, line["description"])
             product = products.setdefault(key, [0, 0, 0])
             product[0] += 1
@@ -219,7 +243,8 @@ async def expected_shapes() -> tuple[list[tuple], list[tuple]]:
             product[2] += quantity * price_milli
     invoice_rows = sorted((key + tuple(v) + (key[1].date(),) for key, v in invoices.items()), key=repr)
     product_rows = sorted((key + tuple(v) for key, v in products.items()), key=repr)
-    return invoice_rows, product_rows
+    basket_rows = sorted((key + tuple(v) for key, v in baskets.items()), key=repr)
+    return invoice_rows, product_rows, basket_rows
 
 
 async def assert_shapes_exact() -> None:
@@ -227,6 +252,7 @@ async def assert_shapes_exact() -> None:
     stored, expected = await stored_shapes(), await expected_shapes()
     assert stored[0] == expected[0], "sales_invoices differs from its lines"
     assert stored[1] == expected[1], "product_days differs from its lines"
+    assert stored[2] == expected[2], "basket_items differs from its lines"
 
 
 async def snapshot() -> tuple:

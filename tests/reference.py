@@ -583,3 +583,144 @@ class Reference:
                 for c, d, rv, u, o in products
             ],
         }
+
+    # -- F5, F6: products ------------------------------------------------------------------------
+
+    NOT_PRODUCTS = "('POST', 'DOT', 'M', 'BANK CHARGES', 'AMAZONFEE', 'C2', 'D', 'S', 'CRUK', 'PADS', 'B')"
+
+    def _is_product(self) -> str:
+        return f"upper(stock_code) NOT IN {self.NOT_PRODUCTS} AND NOT starts_with(lower(stock_code), 'gift_')"
+
+    def product_descriptions(self, start=None, end=None, country=None) -> dict[str, str | None]:
+        where, args = self._where(start, end, country)
+        rows = self.query(
+            f"""SELECT code, arg_min(description, (-n, description)) FROM (
+                    SELECT upper(stock_code) AS code, description, count(*) AS n FROM sales
+                    WHERE {where} AND description IS NOT NULL GROUP BY 1, 2) GROUP BY 1""",
+            args,
+        )
+        return dict(rows)
+
+    def products_table(self, start=None, end=None, country=None) -> list[dict]:
+        """Every product with a sales line in the filters (F5's fields but rank), unordered."""
+        where, args = self._where(start, end, country)
+        rows = self.query(
+            f"""WITH s AS (SELECT upper(stock_code) AS code, sum(revenue) AS revenue, sum(quantity) AS units,
+                                  count(DISTINCT invoice_no) AS orders, count(DISTINCT customer_id) AS customers
+                           FROM sales WHERE {where} AND {self._is_product()} GROUP BY 1),
+                     r AS (SELECT upper(stock_code) AS code, -sum(quantity) AS units, sum(revenue) AS revenue
+                           FROM cancels WHERE {where} AND {self._is_product()} GROUP BY 1)
+                SELECT s.code, s.revenue, s.units, s.orders, s.customers, coalesce(r.units, 0), coalesce(r.revenue, 0)
+                FROM s LEFT JOIN r USING (code)""",
+            args + args,
+        )
+        total = sum((row[1] for row in rows), Decimal(0))
+        described = self.product_descriptions(start, end, country)
+        return [
+            {
+                "stock_code": code,
+                "description": described.get(code),
+                "revenue": r2(revenue),
+                "units_sold": int(units),
+                "orders": orders,
+                "customers": customers,
+                "revenue_share_pct": r2(100 * revenue / total) if total else None,
+                "returned_units": int(back_units),
+                "returned_revenue": r2(back_revenue),
+                "return_rate_pct": r2(Decimal(100 * int(back_units)) / int(units)),
+                "_total": r2(total),
+            }
+            for code, revenue, units, orders, customers, back_units, back_revenue in rows
+        ]
+
+    def products(self, by="revenue", order="desc", limit=10, min_units=0, start=None, end=None, country=None) -> dict:
+        table = self.products_table(start, end, country)
+        total = table[0]["_total"] if table else 0.0
+        listed = [{k: v for k, v in row.items() if k != "_total"} for row in table if row["units_sold"] >= min_units]
+        listed.sort(key=lambda row: row["stock_code"])  # ties: stock code ascending, either way
+        listed.sort(key=lambda row: row[by], reverse=order == "desc")
+        items = [{"rank": rank, **row} for rank, row in enumerate(listed[:limit], start=1)]
+        return {"products": len(table), "revenue": total, "items": items}
+
+    def pairs(self, limit=10, start=None, end=None, country=None) -> dict:
+        """F6 by brute force: every pair of every basket counted (DuckDB's self-join)."""
+        where, args = self._where(start, end, country)
+        baskets = (
+            f"(SELECT DISTINCT invoice_no, upper(stock_code) AS code FROM sales WHERE {where} AND {self._is_product()})"
+        )
+        total = self.query(f"SELECT count(DISTINCT invoice_no) FROM {baskets}", args)[0][0]
+        rows = self.query(
+            f"""WITH b AS {baskets},
+                     n AS (SELECT code, count(*) AS n FROM b GROUP BY 1),
+                     p AS (SELECT x.code AS a, y.code AS b, count(*) AS together FROM b x JOIN b y
+                           ON x.invoice_no = y.invoice_no AND x.code < y.code GROUP BY 1, 2)
+                SELECT p.a, p.b, p.together, na.n, nb.n FROM p JOIN n na ON na.code = p.a JOIN n nb ON nb.code = p.b
+                ORDER BY p.together DESC, p.a, p.b LIMIT ?""",
+            [*args, limit],
+        )
+        described = self.product_descriptions(start, end, country)
+        items = [
+            {
+                "rank": rank,
+                "stock_code_a": a,
+                "description_a": described.get(a),
+                "stock_code_b": b,
+                "description_b": described.get(b),
+                "orders": together,
+                "orders_with_a": with_a,
+                "orders_with_b": with_b,
+                "support_pct": r2(Decimal(100 * together) / total),
+                "confidence_a_to_b_pct": r2(Decimal(100 * together) / with_a),
+                "confidence_b_to_a_pct": r2(Decimal(100 * together) / with_b),
+                "lift": r2(Decimal(together * total) / (with_a * with_b)),
+            }
+            for rank, (a, b, together, with_a, with_b) in enumerate(rows, start=1)
+        ]
+        return {"baskets": total, "items": items}
+
+    def product(self, code: str, start=None, end=None, country=None) -> dict:
+        key = code.upper()
+        where, args = self._where(start, end, country)
+        mine = f"{where} AND upper(stock_code) = ?"
+        revenue, units, orders, customers = self.query(
+            f"SELECT sum(revenue), sum(quantity), count(DISTINCT invoice_no), count(DISTINCT customer_id) FROM sales "
+            f"WHERE {mine}",
+            [*args, key],
+        )[0]
+        back_units, back_revenue = self.query(
+            f"SELECT -sum(quantity), sum(revenue) FROM cancels WHERE {mine}", [*args, key]
+        )[0]
+        countries = self.query(
+            f"""SELECT country, sum(revenue) AS r, sum(quantity), count(DISTINCT invoice_no),
+                       count(DISTINCT customer_id)
+                FROM sales WHERE {mine} GROUP BY 1 ORDER BY r DESC, country LIMIT 10""",
+            [*args, key],
+        )
+        units = int(units or 0)
+        return {
+            "stock_code": key,
+            "revenue": r2(revenue or Decimal(0)),
+            "units_sold": units,
+            "orders": orders,
+            "customers": customers,
+            "returned_units": int(back_units or 0),
+            "returned_revenue": r2(back_revenue or Decimal(0)),
+            "return_rate_pct": r2(Decimal(100 * int(back_units or 0)) / units) if units else None,
+            "countries": [
+                {"country": c, "revenue": r2(r), "units_sold": int(u), "orders": o, "customers": n}
+                for c, r, u, o, n in countries
+            ],
+        }
+
+    def bought_with(self, code: str, limit=10, start=None, end=None, country=None) -> list[tuple[str, int]]:
+        """The products in most baskets with `code` (ties by code), and in how many."""
+        where, args = self._where(start, end, country)
+        baskets = (
+            f"(SELECT DISTINCT invoice_no, upper(stock_code) AS code FROM sales WHERE {where} AND {self._is_product()})"
+        )
+        return self.query(
+            f"""WITH b AS {baskets}
+                SELECT y.code, count(*) AS n FROM b x JOIN b y ON x.invoice_no = y.invoice_no AND y.code <> x.code
+                WHERE x.code = ? GROUP BY 1 ORDER BY n DESC, y.code LIMIT ?""",
+            [*args, code.upper(), limit],
+        )

@@ -1,6 +1,6 @@
 """The data shapes the views read instead of the raw lines, kept exact by the importer.
 
-Two tables, each a pure aggregate of the `transactions` table:
+Three tables, each a pure aggregate of the `transactions` table:
 
 - `sales_invoices`, the invoice grain: one row per invoice, timestamp, country and customer
   (in real exports an invoice has one of each, give or take a minute). A cancellation's
@@ -10,8 +10,13 @@ Two tables, each a pure aggregate of the `transactions` table:
   KPIs, series, countries and the transactions page's positions read it.
 - `product_days`, the product grain: one row per day, country, product key (the stock code
   upper-cased) and description, over the sales lines. Top products read it.
+- `basket_items`, the basket grain: one row per invoice, day, country, customer and product
+  key, over the sales and cancellation lines: what was bought (or returned) together, by whom.
+  The product views read it (orders and customers per product, returns, pairs bought
+  together). Unlike the other two it grows with the lines (one row per distinct product of an
+  invoice, about 97 % of the sales lines): a basket's contents are the figure.
 
-Both are maintained inside the import's own transaction, one of two ways:
+All three are maintained inside the import's own transaction, one of two ways:
 
 - **from the file** (`Accumulator`): when the import touches no stored day (a first import,
   a replace of all data, a new month) its shape rows are the aggregate of its own lines,
@@ -33,7 +38,7 @@ from typing import Any
 
 import polars as pl
 
-SHAPES = ("sales_invoices", "product_days")
+SHAPES = ("sales_invoices", "product_days", "basket_items")
 
 # The cleaning rules of METRICS.md in SQL, the same on both engines. substr, not LIKE:
 # SQLite's LIKE ignores case, and "c123" is not a cancellation.
@@ -73,7 +78,7 @@ def product_key(postgres: bool) -> str:
 
 
 def statements(postgres: bool) -> list[str]:
-    """Delete and recompute both shapes for the days in [lo, hi) (parameters `lo`, `hi`)."""
+    """Delete and recompute the shapes for the days in [lo, hi) (parameters `lo`, `hi`)."""
     sql = _sql(postgres)
     day, price = sql["day"], sql["price_milli"]
     lo, hi = ("$1::date", "$2::date") if postgres else (":lo", ":hi")
@@ -93,6 +98,12 @@ def statements(postgres: bool) -> list[str]:
             SELECT {day}, country, {sql["product"]}, description, COUNT(*), SUM(quantity), SUM(quantity * {price})
             FROM transactions WHERE {lines} AND {SALES}
             GROUP BY {day}, country, {sql["product"]}, description""",
+        f"DELETE FROM basket_items WHERE day >= {lo} AND day < {hi}",
+        f"""INSERT INTO basket_items (invoice_no, day, country, customer_id, product, lines, units, revenue_milli)
+            SELECT invoice_no, {day}, country, customer_id, {sql["product"]}, COUNT(*), SUM(quantity),
+                   SUM(quantity * {price})
+            FROM transactions WHERE {lines} AND {COUNTED}
+            GROUP BY invoice_no, {day}, country, customer_id, {sql["product"]}""",
     ]
 
 
@@ -122,7 +133,7 @@ def widen(a: Days | None, b: Days | None) -> Days | None:
 
 
 async def refresh_days(connection: Any, postgres: bool, days: Days | None) -> None:
-    """Recompute both shapes for `days` from the lines, in the caller's transaction."""
+    """Recompute the shapes for `days` from the lines, in the caller's transaction."""
     if days is None:
         return
     lo, hi = days
@@ -134,7 +145,7 @@ async def refresh_days(connection: Any, postgres: bool, days: Days | None) -> No
 
 
 async def clear(connection: Any) -> None:
-    """Empty both shapes (replace all data)."""
+    """Empty the shapes (replace all data)."""
     for table in SHAPES:
         await connection.execute(f"DELETE FROM {table}")
 
@@ -160,6 +171,7 @@ async def stored_on(connection: Any, postgres: bool, days: Days) -> bool:
 
 INVOICE_KEY = ["invoice_no", "invoice_date", "country", "customer_id"]
 PRODUCT_KEY = ["day", "country", "product", "description"]
+BASKET_KEY = ["invoice_no", "day", "country", "customer_id", "product"]
 SUMS = ["lines", "units", "revenue_milli"]
 COMBINE_EVERY = 16  # batches between two foldings of the partial sums (bounds the memory)
 
@@ -173,12 +185,13 @@ def _ascii_upper(code: pl.Expr) -> pl.Expr:
 
 
 class Accumulator:
-    """Both shapes of the lines that pass through `add` (the importer's valid rows, typed),
+    """The shapes of the lines that pass through `add` (the importer's valid rows, typed),
     summed per batch and folded together now and then."""
 
     def __init__(self) -> None:
         self._invoices: list[pl.DataFrame] = []
         self._products: list[pl.DataFrame] = []
+        self._baskets: list[pl.DataFrame] = []
 
     def add(self, rows: pl.DataFrame) -> None:
         first = pl.col("invoice_no").str.slice(0, 1)
@@ -207,9 +220,25 @@ class Accumulator:
                 pl.col("revenue").sum().alias("revenue_milli"),
             )
         )
-        invoice_frame, product_frame = pl.collect_all([invoices, products])
+        baskets = (
+            lines.filter(pl.col("counted"))
+            .group_by(
+                "invoice_no",
+                pl.col("invoice_date").dt.date().alias("day"),
+                "country",
+                "customer_id",
+                _ascii_upper(pl.col("stock_code")).alias("product"),
+            )
+            .agg(
+                pl.len().alias("lines"),
+                pl.col("quantity").sum().alias("units"),
+                pl.col("revenue").sum().alias("revenue_milli"),
+            )
+        )
+        invoice_frame, product_frame, basket_frame = pl.collect_all([invoices, products, baskets])
         self._invoices.append(invoice_frame)
         self._products.append(product_frame)
+        self._baskets.append(basket_frame)
         if len(self._products) >= COMBINE_EVERY:
             self._fold()
 
@@ -221,9 +250,11 @@ class Accumulator:
 
         self._invoices = fold(self._invoices, INVOICE_KEY, ["all_lines", *SUMS])
         self._products = fold(self._products, PRODUCT_KEY, SUMS)
+        self._baskets = fold(self._baskets, BASKET_KEY, SUMS)
 
-    def frames(self) -> tuple[pl.DataFrame, pl.DataFrame] | None:
-        """(sales_invoices rows, product_days rows), in the tables' column order; None if no line was added."""
+    def frames(self) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame] | None:
+        """(sales_invoices, product_days, basket_items rows), in the tables' column order; None if no
+        line was added."""
         self._fold()
         if not self._invoices:
             return None
@@ -238,7 +269,8 @@ class Accumulator:
             *(pl.col(name).cast(pl.Int64) for name in SUMS),
         )
         products = self._products[0].select(*PRODUCT_KEY, *(pl.col(name).cast(pl.Int64) for name in SUMS))
-        return invoices, products
+        baskets = self._baskets[0].select(*BASKET_KEY, *(pl.col(name).cast(pl.Int64) for name in SUMS))
+        return invoices, products, baskets
 
 
 async def write(connection: Any, postgres: bool, accumulator: Accumulator) -> None:

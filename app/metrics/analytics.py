@@ -63,6 +63,16 @@ INVOICE_SCHEMA: dict[str, pl.DataType] = {
     "units": pl.Int64(),
     "revenue_milli": pl.Int64(),
 }
+BASKET_SCHEMA: dict[str, pl.DataType] = {
+    "invoice_no": pl.String(),
+    "day": pl.Date(),
+    "country": pl.String(),
+    "customer_id": pl.Int64(),
+    "product": pl.String(),
+    "lines": pl.Int64(),
+    "units": pl.Int64(),
+    "revenue_milli": pl.Int64(),
+}
 PRODUCT_SCHEMA: dict[str, pl.DataType] = {
     "day": pl.Date(),
     "country": pl.String(),
@@ -107,6 +117,9 @@ class Dataset:
     sales: pl.DataFrame  # the sales invoices (one row per invoice with sales lines), by invoice_date
     cancellations: pl.DataFrame  # the cancellation invoices, by day
     products: pl.DataFrame  # the product grain, by day: `code`, and `product` (null for postage, fees, vouchers)
+    # the basket grain, by day: one row per invoice (`order_id`) and product `code` (an Enum in
+    # code-point order), `product` as in `products`, `cancelled`, customer, units and revenue
+    baskets: pl.DataFrame
     countries: dict[str, str]  # casefolded name -> stored name, over every stored row
     # what the transactions search matches against: the distinct stock codes and descriptions,
     # lower-cased once, and whether every invoice number is digits only (then a `q` with
@@ -153,10 +166,16 @@ class Dataset:
         return stored
 
 
-def prepare(invoices: pl.DataFrame, products: pl.DataFrame, tag: str = "0") -> Dataset:
-    """The frames the figures read, from the two shapes as stored (INVOICE_SCHEMA, PRODUCT_SCHEMA)."""
+def prepare(
+    invoices: pl.DataFrame, products: pl.DataFrame, tag: str = "0", baskets: pl.DataFrame | None = None
+) -> Dataset:
+    """The frames the figures read, from the shapes as stored (INVOICE_SCHEMA, PRODUCT_SCHEMA,
+    BASKET_SCHEMA; no baskets: none)."""
     invoices = invoices.cast(INVOICE_SCHEMA)  # type: ignore[arg-type]  # Polars' stubs want a narrower mapping type
     products = products.cast(PRODUCT_SCHEMA)  # type: ignore[arg-type]
+    if baskets is None:
+        baskets = pl.DataFrame(schema=BASKET_SCHEMA)
+    baskets = baskets.cast(BASKET_SCHEMA)  # type: ignore[arg-type]
     names = sorted(invoices.get_column("country").unique().to_list())
     country = pl.Enum(names)
     # integer ids make the distinct-order counts 4x faster than on the text: the number itself
@@ -197,7 +216,28 @@ def prepare(invoices: pl.DataFrame, products: pl.DataFrame, tag: str = "0") -> D
         )
         .sort("day")
     )
-    sales_frame, cancel_frame, product_frame = pl.collect_all([sales, cancellations, product_rows])
+    # the basket grain: product keys as an Enum in code-point order (pairs compare and join
+    # on small integers; a < b on the codes is a < b on the keys), the invoices' order ids
+    codes = pl.Enum(sorted(baskets.get_column("product").unique().to_list()))
+    key = pl.col("product").cast(codes)
+    basket_rows = baskets.lazy().with_columns(
+        pl.col("country").cast(country),
+        key.alias("code"),
+        pl.when(code.is_in(list(NOT_PRODUCTS)) | code.str.starts_with("GIFT_"))
+        .then(None)
+        .otherwise(key)
+        .alias("product"),
+        number.str.starts_with("C").alias("cancelled"),
+    )
+    if plain:
+        basket_rows = basket_rows.with_columns(number.cast(pl.Int64).alias("order_id"))
+    else:  # the invoices' own dense rank
+        numbers = invoices.lazy().select("invoice_no", order_id.alias("order_id")).unique("invoice_no")
+        basket_rows = basket_rows.join(numbers, on="invoice_no", how="left")
+    basket_rows = basket_rows.drop("invoice_no", "lines").sort("day")
+    sales_frame, cancel_frame, product_frame, basket_frame = pl.collect_all(
+        [sales, cancellations, product_rows, basket_rows]
+    )
 
     def texts(column: str) -> pl.DataFrame:
         distinct = product_frame.select(pl.col(column).drop_nulls().unique())
@@ -208,6 +248,7 @@ def prepare(invoices: pl.DataFrame, products: pl.DataFrame, tag: str = "0") -> D
         sales=sales_frame,
         cancellations=cancel_frame,
         products=product_frame,
+        baskets=basket_frame,
         countries={name.casefold(): name for name in names},
         codes=texts("code"),
         descriptions=texts("description"),

@@ -64,5 +64,6 @@ def register(cli: click.Group) -> None:
         click.echo(
             "  views: KPIs, alone and against the previous period; series by day, week, month and year; top "
             "countries by revenue, units_sold, orders and customers; every country's page; transactions page 1; "
-            "customers, cohorts, RFM segments and the first page of each segment's customers"
+            "customers, cohorts, RFM segments and the first page of each segment's customers; products by each "
+            "measure; the pairs bought together"
         )

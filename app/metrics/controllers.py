@@ -33,11 +33,13 @@ from app.metrics.service import cache_key, get_metrics_service
 from app.metrics.views import (
     KPIS,
     MAX_TEXT,
+    PRODUCTS,
     SERIES,
     TOP_COUNTRIES,
     VIEWS,
     KpisParams,
     Params,
+    ProductsParams,
     Scope,
     SeriesParams,
     TopCountriesParams,
@@ -343,6 +345,7 @@ async def _dashboard(
     )
     series = SeriesParams(start=params.start, end=params.end, country=params.country, freq=params.freq)
     top = TopCountriesParams(start=params.start, end=params.end, country=params.country, by=params.by)
+    best = ProductsParams(start=params.start, end=params.end, country=params.country, limit=5)
     key = cache_key(tag, "dashboard", params)
 
     async def page_context() -> dict[str, Any]:
@@ -354,6 +357,7 @@ async def _dashboard(
             "compare": compared.compare,
             "series": msgspec.json.decode(await service.answer(SERIES, series), type=SERIES.result),
             "top": msgspec.json.decode(await service.answer(TOP_COUNTRIES, top), type=TOP_COUNTRIES.result),
+            "products": msgspec.json.decode(await service.answer(PRODUCTS, best), type=PRODUCTS.result),
             "freq": params.freq,
             "by": params.by,
             "countries": await countries(),

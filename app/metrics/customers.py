@@ -51,7 +51,7 @@ from app.metrics.schemas import (
     SegmentRow,
 )
 
-SEGMENTS: tuple[str, ...] = get_args(Segment)  # F4's display order
+SEGMENTS: tuple[Segment, ...] = get_args(Segment)  # F4's display order
 # the segment of each (R, F) score pair (the notebooks' classic map)
 _MAP = {
     5: ("new_customers", "potential_loyalists", "potential_loyalists", "champions", "champions"),
@@ -379,7 +379,7 @@ def rfm(ds: Dataset, filters: Filters, currency: str) -> Rfm:
         n = int(counts[index])
         segments.append(
             SegmentRow(
-                segment=name,  # type: ignore[arg-type]  # one of the Segment literals
+                segment=name,
                 customers=n,
                 customers_pct=_pct(n, count),
                 revenue=money(milli[index]),
@@ -428,7 +428,7 @@ def rfm_customers(
     return RfmCustomers(
         currency=currency,
         reference_date=reference,
-        segment=segment,  # type: ignore[arg-type]  # checked against SEGMENTS
+        segment=segment,
         sort=sort,  # type: ignore[arg-type]  # checked against RFM_SORTS
         items=items,
         page=page,

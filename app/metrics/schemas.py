@@ -32,6 +32,7 @@ MaybeLocalTime = Annotated[
 ]
 Freq = Literal["day", "week", "month", "year"]
 RankBy = Literal["revenue", "units_sold", "orders", "customers"]
+ProductBy = Literal["revenue", "units_sold", "orders", "customers", "return_rate_pct"]
 Order = Literal["desc", "asc"]
 # the page's sortable columns; a leading "-" sorts that column the other way (largest, newest first)
 LineSort = Literal[
@@ -366,3 +367,87 @@ class CustomerDetail(msgspec.Struct):
     rfm: RfmCustomer | None  # null when they bought nothing in the filters
     months: list[CustomerMonthly]
     top_products: list[CustomerProduct]
+
+
+class ProductRow(msgspec.Struct):
+    """One product of ANALYTICS.md F5 (R4: the upper-cased stock code)."""
+
+    rank: int
+    stock_code: str
+    description: str | None
+    revenue: float
+    units_sold: int
+    orders: int
+    customers: int
+    revenue_share_pct: float | None
+    returned_units: int  # of its cancellation lines in the filters
+    returned_revenue: float
+    return_rate_pct: float | None  # may exceed 100: a return in the window of a sale before it
+
+
+class Products(msgspec.Struct):
+    currency: str
+    by: ProductBy
+    order: Order
+    limit: int
+    min_units: int
+    products: int  # products with a sales line in the filters
+    revenue: float  # their revenue (postage, fees and vouchers are not products)
+    items: list[ProductRow]
+
+
+class Pair(msgspec.Struct):
+    """Two products bought together (ANALYTICS.md F6), stock_code_a < stock_code_b."""
+
+    rank: int
+    stock_code_a: str
+    description_a: str | None
+    stock_code_b: str
+    description_b: str | None
+    orders: int  # baskets with both
+    orders_with_a: int
+    orders_with_b: int
+    support_pct: float
+    confidence_a_to_b_pct: float
+    confidence_b_to_a_pct: float
+    lift: float
+
+
+class ProductPairs(msgspec.Struct):
+    currency: str
+    limit: int
+    baskets: int  # sales invoices with a product in the filters
+    items: list[Pair]
+
+
+class ProductCountry(msgspec.Struct):
+    country: str
+    revenue: float
+    units_sold: int
+    orders: int
+    customers: int
+
+
+class ProductDescription(msgspec.Struct):
+    description: str
+    lines: int  # its sales lines in the filters
+
+
+class ProductDetail(msgspec.Struct):
+    """One product key in the filters (or a postage or fee code, `is_product` false)."""
+
+    currency: str
+    stock_code: str
+    is_product: bool  # false for postage, fees and vouchers (R4): revenue, but never a product
+    description: str | None
+    descriptions: list[ProductDescription]  # the most frequent first, at most five
+    revenue: float
+    units_sold: int
+    orders: int
+    customers: int
+    returned_units: int
+    returned_revenue: float
+    return_rate_pct: float | None
+    series: list[SeriesPoint]  # by month
+    countries: list[ProductCountry]  # by revenue, ties by name; at most ten
+    bought_with: list[Pair]  # the pairs that hold it (F6's measures), most orders first; at most ten

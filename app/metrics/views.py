@@ -21,7 +21,7 @@ from typing import Annotated, Any, ClassVar, Generic, TypeVar
 import msgspec
 from msgspec import Meta
 
-from app.metrics import analytics, lines
+from app.metrics import analytics, lines, products
 from app.metrics import customers as customer_views
 from app.metrics.analytics import FREQS, LIMIT_RANGE, MAX_PAGE, RANK_BY, SIZE_RANGE, Dataset, InvalidParameter
 from app.metrics.schemas import (
@@ -42,12 +42,20 @@ from app.metrics.schemas import (
     LineSort,
     Order,
     Page,
+    Pair,
     Product,
+    ProductBy,
+    ProductCountry,
+    ProductDetail,
+    ProductPairs,
+    ProductRow,
+    Products,
     RankBy,
     Rfm,
     RfmCustomer,
     RfmCustomers,
     RfmSort,
+    Segment,
     SegmentRow,
     Series,
     SeriesPoint,
@@ -269,11 +277,8 @@ class PageParams(Scope, frozen=True, kw_only=True):
 
 
 class RfmCustomersParams(Scope, frozen=True, kw_only=True):
-    TEXT: ClassVar[tuple[str, ...]] = ("country", "segment")
-    FOLDED = {"country": _casefold, "segment": _lower}
-
     segment: Annotated[
-        str | None, Meta(description=f"One segment ({', '.join(customer_views.SEGMENTS)}); omitted: every customer")
+        Segment | None, Meta(description="One of the ten segments (ANALYTICS.md F4); omitted: every customer")
     ] = None
     page: Annotated[int, Meta(ge=1, le=MAX_PAGE, description="Page number")] = 1
     size: Annotated[int, Meta(ge=SIZE_RANGE[0], le=SIZE_RANGE[1], description="Customers per page")] = 50
@@ -284,6 +289,27 @@ class RfmCustomersParams(Scope, frozen=True, kw_only=True):
             "customer_id; omitted: -monetary (the largest spend first)"
         ),
     ] = None
+
+
+class ProductsParams(Scope, frozen=True, kw_only=True):
+    by: Annotated[ProductBy, Meta(description="What the products are ranked by")] = "revenue"
+    order: Annotated[Order, Meta(description="desc: the largest first; ties by stock code ascending")] = "desc"
+    limit: Annotated[int, Meta(ge=LIMIT_RANGE[0], le=LIMIT_RANGE[1], description="How many products")] = 10
+    min_units: Annotated[
+        int,
+        Meta(ge=0, le=products.MAX_MIN_UNITS, description="Only products with at least this many units sold"),
+    ] = 0
+
+
+class PairsParams(Scope, frozen=True, kw_only=True):
+    limit: Annotated[int, Meta(ge=LIMIT_RANGE[0], le=LIMIT_RANGE[1], description="How many pairs")] = 10
+
+
+class ProductParams(Scope, frozen=True, kw_only=True):
+    TEXT: ClassVar[tuple[str, ...]] = ("country", "stock_code")
+    FOLDED = {"country": _casefold, "stock_code": lambda code: code.strip().upper()}
+
+    stock_code: Annotated[str, Meta(description="The stock code, any case (85123a is 85123A)")] = ""
 
 
 class CustomerParams(Scope, frozen=True, kw_only=True):
@@ -476,8 +502,7 @@ RFM: View[Scope, Rfm] = View(
 
 
 def _rfm_customers(ds: Dataset, p: RfmCustomersParams, currency: str) -> RfmCustomers:
-    segment = p.segment.lower() if p.segment else None  # any case, as the key has it
-    return customer_views.rfm_customers(ds, p.filters, segment, p.page, p.size, p.sort or "-monetary", currency)
+    return customer_views.rfm_customers(ds, p.filters, p.segment, p.page, p.size, p.sort or "-monetary", currency)
 
 
 RFM_CUSTOMERS: View[RfmCustomersParams, RfmCustomers] = View(
@@ -523,6 +548,58 @@ CUSTOMER: View[CustomerParams, CustomerDetail] = View(
     ),
 )
 
+PRODUCTS: View[ProductsParams, Products] = View(
+    name="products",
+    path="/products",
+    summary="Products ranked by revenue, units, orders, customers or return rate, with returns (ANALYTICS.md F5)",
+    params=ProductsParams,
+    result=Products,
+    compute=lambda ds, p, currency: products.products(ds, p.filters, p.by, p.order, p.limit, p.min_units, currency),
+    template="products",
+    context_name="listing",
+    lists_countries=True,
+    # each measure's ranking (the return rate's with the page's floor), from one table
+    defaults=lambda _: (
+        [ProductsParams(by=by) for by in products.PRODUCT_BY if by != "return_rate_pct"]
+        + [ProductsParams(by="return_rate_pct", min_units=100)]
+    ),
+    compute_many=lambda ds, sets, currency: products.many_products(
+        ds, [(p.filters, p.by, p.order, p.limit, p.min_units) for p in sets], currency
+    ),
+    tables=(Table("products", ProductRow, lambda r: r.items),),
+)
+
+PRODUCT_PAIRS: View[PairsParams, ProductPairs] = View(
+    name="product-pairs",
+    path="/product-pairs",
+    summary="Pairs of products bought together in the most orders, with support, confidence and lift (F6)",
+    params=PairsParams,
+    result=ProductPairs,
+    compute=lambda ds, p, currency: products.product_pairs(ds, p.filters, p.limit, currency),
+    template="product_pairs",
+    context_name="pairs",
+    lists_countries=True,
+    defaults=lambda _: [PairsParams()],
+    tables=(Table("product_pairs", Pair, lambda r: r.items),),
+)
+
+PRODUCT: View[ProductParams, ProductDetail] = View(
+    name="product",
+    path="/products/{stock_code:path}",
+    summary="One product: KPIs and returns, months, countries, descriptions, what is bought with it",
+    params=ProductParams,
+    result=ProductDetail,
+    compute=lambda ds, p, currency: products.product(ds, p.filters, p.stock_code, currency),
+    template="product",
+    context_name="product",
+    lists_countries=True,
+    tables=(
+        Table("product_months", SeriesPoint, lambda r: r.series),
+        Table("product_countries", ProductCountry, lambda r: r.countries),
+        Table("bought_with", Pair, lambda r: r.bought_with),
+    ),
+)
+
 VIEWS: tuple[View[Any, Any], ...] = (
     KPIS,
     SERIES,
@@ -534,4 +611,7 @@ VIEWS: tuple[View[Any, Any], ...] = (
     RFM,
     RFM_CUSTOMERS,
     CUSTOMER,
+    PRODUCTS,
+    PRODUCT_PAIRS,
+    PRODUCT,
 )

@@ -44,7 +44,7 @@ async def test_the_embedded_app_precomputes_the_figures_on_start(tmp_path: Path)
                 break
             await asyncio.sleep(0.05)
         report = await service.last_refresh()
-        assert report is not None and (report.views, report.sales_lines) == (28, 4)
+        assert report is not None and (report.views, report.sales_lines) == (34, 4)
         hits, computed = service.cache.stats.hits, service.computed
         await service.answer(KPIS, KpisParams())
         await service.answer(COUNTRY, CountryParams(country_name="germany"))

@@ -52,7 +52,7 @@ def test_invalid_lines_are_reported_and_nothing_is_written(tmp_path: Path) -> No
         "fix them or import the valid lines with --skip-invalid",
         "  line 3: quantity = 'six': not a whole number",
     ]
-    assert asyncio.run(snapshot()) == ([], [], ([], []))
+    assert asyncio.run(snapshot()) == ([], [], ([], [], []))
 
     done = invoke_cli("data", "import", "--skip-invalid", str(tmp_path / "bad.csv"))
     assert done.returncode == 0, done.stderr
@@ -119,10 +119,10 @@ def test_the_refresh_cli_reports_what_it_computed(tmp_path):
     assert invoke_cli("data", "import", str(csv)).returncode == 0
     result = invoke_cli("metrics", "refresh")
     assert result.returncode == 0, result.stderr
-    assert "dataset version 1: 4 sales lines; 28 views computed and stored in the in-process cache" in result.stdout
+    assert "dataset version 1: 4 sales lines; 34 views computed and stored in the in-process cache" in result.stdout
     assert "every country's page" in result.stdout
     as_json = invoke_cli("metrics", "refresh", "--json")
     report = msgspec.json.decode(as_json.stdout, type=RefreshReport)
-    assert (report.views, report.version, report.cached) == (28, 1, True)
+    assert (report.views, report.version, report.cached) == (34, 1, True)
     refused = invoke_cli("metrics", "refresh", "--queue")
     assert refused.returncode == 1 and "needs REDIS_URL" in refused.stderr

@@ -120,7 +120,7 @@ async def test_skip_invalid_with_no_valid_line_writes_nothing(tmp_path: Path) ->
     path = write(tmp_path / "allbad.csv", [KAGGLE_HEADER, "1,2,3,x,bad,1,,UK"])
     with pytest.raises(ImportRejected, match="1 of 1 lines are invalid, nothing was imported; no line is valid"):
         await import_file(path, skip_invalid=True)
-    assert await snapshot() == ([], [], ([], []))
+    assert await snapshot() == ([], [], ([], [], []))
     assert (tmp_path / "allbad.rejected.csv").exists()  # still tells the user why
 
 
@@ -188,7 +188,7 @@ async def test_an_import_interrupted_half_way_leaves_the_database_as_it_was(data
     with pytest.raises(RuntimeError, match="power cut"):
         await import_file(data_csv_gz, on_progress=crash)
     assert seen > 100_000
-    assert await snapshot() == ([], [], ([], []))
+    assert await snapshot() == ([], [], ([], [], []))
     result = await import_file(data_csv_gz)  # and the next import works
     assert result.rows == 541_909
 
@@ -235,4 +235,4 @@ async def test_edge_values_are_stored_exactly(tmp_path: Path) -> None:
 async def test_a_file_of_blank_lines_imports_nothing(tmp_path: Path) -> None:
     with pytest.raises(ImportRejected, match="has no data lines, only blank ones; nothing was imported"):
         await import_file(write(tmp_path / "commas.csv", [KAGGLE_HEADER, ",,,,,,,", ",,,,,,,"]))
-    assert await snapshot() == ([], [], ([], []))
+    assert await snapshot() == ([], [], ([], [], []))

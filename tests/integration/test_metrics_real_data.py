@@ -752,3 +752,191 @@ async def test_a_search_for_a_customer_id_matches_it_exactly(dataset, reference,
     assert ours == builtins(reference.page(1, 100, q, start, end, country))
     if q == "12347":
         assert ours["total"] == 182 and all(line["customer_id"] == 12347 for line in ours["items"])
+
+
+# -- products (F5), pairs (F6), a product's page (issue 16) -----------------------------------
+
+PRODUCT_COMBOS = [
+    (None, None, None),  # everything
+    (D(2011, 3, 1), D(2011, 3, 31), None),  # a month
+    (D(2011, 7, 1), D(2011, 9, 30), None),  # a quarter
+    (None, None, "germany"),  # a country, any case
+    (None, None, "Saudi Arabia"),  # few baskets
+    (D(2011, 11, 1), D(2011, 11, 30), "France"),
+    (D(2012, 1, 1), D(2012, 1, 31), None),  # no sales
+    (D(2010, 12, 24), D(2011, 1, 3), None),  # the shop closed: no sales either
+]
+
+
+def _products(dataset, by="revenue", order="desc", limit=10, min_units=0, start=None, end=None, country=None):
+    from app.metrics import products
+
+    answer = builtins(products.products(dataset, Filters(start, end, country), by, order, limit, min_units, "GBP"))
+    for name in ("currency", "by", "order", "limit", "min_units"):
+        del answer[name]
+    return answer
+
+
+@pytest.mark.parametrize(("start", "end", "country"), PRODUCT_COMBOS)
+@pytest.mark.parametrize(
+    ("by", "order", "limit", "min_units"),
+    [
+        ("revenue", "desc", 10, 0),
+        ("units_sold", "asc", 10, 0),
+        ("orders", "desc", 1, 0),
+        ("customers", "asc", 100, 0),
+        ("return_rate_pct", "desc", 10, 100),
+    ],
+)
+def test_products(dataset, reference, start, end, country, by, order, limit, min_units):
+    ours = _products(dataset, by, order, limit, min_units, start, end, country)
+    assert ours == builtins(reference.products(by, order, limit, min_units, start, end, country))
+
+
+@pytest.mark.parametrize("by", ["revenue", "units_sold", "orders", "customers", "return_rate_pct"])
+@pytest.mark.parametrize("order", ["desc", "asc"])
+def test_products_every_order_on_the_full_data(dataset, reference, by, order):
+    assert _products(dataset, by, order, 100) == builtins(reference.products(by, order, 100))
+
+
+def test_the_reference_product_figures(dataset, reference):
+    whole = _products(dataset, limit=3)
+    assert (whole["products"], whole["revenue"]) == (3798, 10271433.06)
+    cakestand, birdie, heart = whole["items"]
+    assert cakestand == {
+        "rank": 1,
+        "stock_code": "22423",
+        "description": "REGENCY CAKESTAND 3 TIER",
+        "revenue": 174484.74,
+        "units_sold": 13879,
+        "orders": 1988,
+        "customers": 881,
+        "revenue_share_pct": 1.7,
+        "returned_units": 857,
+        "returned_revenue": 9722.55,
+        "return_rate_pct": 6.17,
+    }
+    assert (birdie["stock_code"], birdie["description"], birdie["revenue"], birdie["return_rate_pct"]) == (
+        "23843",
+        "PAPER CRAFT , LITTLE BIRDIE",
+        168469.60,
+        100.0,
+    )
+    assert (heart["stock_code"], heart["revenue"]) == ("85123A", 106471.28)  # with its 85123a lines
+    lower = reference.query("SELECT sum(revenue) FROM sales WHERE stock_code = '85123a'")[0][0]
+    assert lower > 0  # the twin exists, and is merged rather than listed
+    every = _products(dataset, limit=100, min_units=0, by="revenue")
+    codes = {row["stock_code"] for row in _products(dataset, "units_sold", "asc", 100)["items"]} | {
+        row["stock_code"] for row in every["items"]
+    }
+    assert not codes & {"POST", "DOT", "M", "BANK CHARGES", "AMAZONFEE", "C2", "D", "S", "CRUK", "PADS", "B"}
+    assert not any(code.startswith("GIFT_") or code != code.upper() for code in codes)
+    # non-product lines are not products, but they are revenue: the KPIs less the products
+    kpis = analytics.kpis(dataset, Filters(), "GBP")
+    others = reference.query(f"SELECT sum(revenue) FROM sales WHERE NOT ({reference._is_product()})")[0][0]
+    assert kpis.revenue - whole["revenue"] == pytest.approx(float(others), abs=0.01)  # two figures rounded
+
+
+def test_return_rates_may_pass_100_and_returns_only_products_are_left_out(dataset, reference):
+    rates = _products(dataset, "return_rate_pct", "desc", 100, 0, D(2011, 12, 1), D(2011, 12, 9))
+    assert rates["items"][0]["return_rate_pct"] > 100  # a December return of an earlier sale
+    listed = {
+        row["stock_code"]
+        for row in _products(dataset, "revenue", "asc", 100, 0, D(2011, 12, 1), D(2011, 12, 9))["items"]
+    }
+    only_returned = reference.query(
+        """SELECT DISTINCT upper(stock_code) FROM cancels WHERE d BETWEEN '2011-12-01' AND '2011-12-09'
+           EXCEPT SELECT upper(stock_code) FROM sales WHERE d BETWEEN '2011-12-01' AND '2011-12-09'"""
+    )
+    assert only_returned and not listed & {code for (code,) in only_returned}
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "country"),
+    [
+        (None, None, None),
+        (D(2011, 11, 1), D(2011, 11, 30), None),
+        (None, None, "germany"),
+        (D(2011, 4, 1), D(2011, 6, 30), "France"),
+        (None, None, "Saudi Arabia"),  # one basket: no pairs at all
+        (D(2012, 1, 1), D(2012, 1, 31), None),
+    ],
+)
+def test_pairs(dataset, reference, start, end, country):
+    from app.metrics import products
+
+    ours = builtins(products.product_pairs(dataset, Filters(start, end, country), 10, "GBP"))
+    assert ours.pop("currency") == "GBP" and ours.pop("limit") == 10
+    assert ours == builtins(reference.pairs(10, start, end, country))
+
+
+def test_the_reference_pairs_and_the_pruning(dataset):
+    from app.metrics import products
+
+    whole = products.product_pairs(dataset, Filters(), 10, "GBP")
+    assert whole.baskets == 19773
+    top = whole.items[0]
+    assert (top.stock_code_a, top.stock_code_b, top.orders, top.orders_with_a, top.orders_with_b) == (
+        "22386",
+        "85099B",
+        825,
+        1218,
+        2089,
+    )
+    assert (top.support_pct, top.confidence_a_to_b_pct, top.confidence_b_to_a_pct, top.lift) == (
+        4.17,
+        67.73,
+        39.49,
+        6.41,
+    )
+    assert (whole.items[1].stock_code_a, whole.items[1].orders, whole.items[1].lift) == ("22697", 767, 14.06)
+    assert (whole.items[2].stock_code_a, whole.items[2].stock_code_b, whole.items[2].orders) == ("21931", "85099B", 724)
+    # the two passes give exactly the brute force's top pairs, at every limit, on a small window
+    items = products.baskets_of(dataset, Filters(start=D(2011, 2, 1), end=D(2011, 2, 14)))
+    brute = products._top(products._pair_counts(items, None), 10**6)
+    for limit in (1, 3, 10, 25, 100):
+        pruned, _ = products.top_pairs(items, limit)
+        assert pruned.rows() == brute.head(limit).rows(), limit
+
+
+@pytest.mark.parametrize(
+    ("code", "start", "end", "country"),
+    [
+        ("22423", None, None, None),
+        ("85123a", D(2011, 1, 1), D(2011, 6, 30), None),  # any case: the key is upper-cased
+        ("23166", None, None, "united kingdom"),
+        ("85099B", D(2011, 11, 1), D(2011, 11, 30), "France"),
+    ],
+)
+def test_a_product_page(dataset, reference, code, start, end, country):
+    from app.metrics import products
+
+    ours = builtins(products.product(dataset, Filters(start, end, country), code, "GBP"))
+    expected = reference.product(code, start, end, country)
+    for name, value in expected.items():
+        assert ours[name] == builtins(value), name
+    assert (
+        ours["is_product"] and ours["description"] == reference.product_descriptions(start, end, country)[code.upper()]
+    )
+    assert [
+        (p["stock_code_a"] if p["stock_code_b"] == code.upper() else p["stock_code_b"], p["orders"])
+        for p in ours["bought_with"]
+    ] == [tuple(row) for row in reference.bought_with(code, 10, start, end, country)]
+    assert sum(point["units_sold"] for point in ours["series"]) == ours["units_sold"]
+
+
+def test_a_fee_code_and_an_unknown_code(dataset, reference):
+    from app.metrics import products
+
+    post = products.product(dataset, Filters(), "post", "GBP")
+    revenue = reference.query("SELECT sum(revenue) FROM sales WHERE upper(stock_code) = 'POST'")[0][0]
+    assert (post.is_product, post.revenue, post.bought_with) == (False, float(round(revenue, 2)), [])
+    with pytest.raises(products.UnknownProduct) as raised:
+        products.product(dataset, Filters(), "NO-SUCH", "GBP")
+    assert raised.value.status_code == 404 and "'NO-SUCH'" in str(raised.value)
+
+
+def test_the_country_pages_top_products_are_products(dataset):
+    for name in dataset.countries.values():
+        detail = analytics.country_detail(dataset, Filters(), name, "GBP")
+        assert not {p.stock_code for p in detail.top_products} & {"POST", "DOT", "M", "C2", "D", "S", "PADS"}, name

@@ -145,10 +145,10 @@ async def test_refresh_precomputes_the_default_views(tmp_path):
     service = memory_service()
     report = await service.refresh()
     assert (report.views, report.sales_lines, report.cached) == (
-        12 + 3 + 13,
+        12 + 3 + 13 + 6,
         4,
         True,
-    )  # 3 countries: DE, FR, UK; cohorts, rfm, 11 rfm lists
+    )  # 3 countries: DE, FR, UK; cohorts, rfm, 11 rfm lists; 5 product lists and the pairs
     assert (await service.last_refresh()).tag == await dataset_tag()
     for answer in [
         service.answer(KPIS, KpisParams()),

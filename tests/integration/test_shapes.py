@@ -1,4 +1,4 @@
-"""The data shapes (sales_invoices, product_days) are exactly the aggregate of the stored lines
+"""The data shapes (sales_invoices, product_days, basket_items) are exactly the aggregate of the stored lines
 after every kind of import: checked against tests/helpers.expected_shapes, a plain-Python
 aggregation of the lines, on the engine under test."""
 
@@ -48,11 +48,14 @@ def write(tmp_path: Path, name: str, content: str) -> Path:
 async def test_the_first_import_builds_exact_shapes(tmp_path):
     await import_file(write(tmp_path, "awkward.csv", AWKWARD))
     await assert_shapes_exact()
-    invoices, products = await stored_shapes()
+    invoices, products, baskets = await stored_shapes()
     # 200001 in two minutes; 200002 with two customers; C200003; A200004 and 200005 with no sales lines
     assert len(invoices) == 8
     assert {row[0] for row in invoices if row[6] == 0} == {"A200004", "200005"}
     assert next(row for row in products if row[2] == "85123A" and row[3] is not None)[4:] == (2, 8, 8 * 2550)
+    # the basket grain: a row per invoice, day, country, customer and product, cancellations too
+    assert {row[0] for row in baskets} == {row[0] for row in invoices if row[6] > 0}
+    assert any(row[0].startswith("C") and row[6] < 0 for row in baskets)
 
 
 async def test_a_new_line_on_a_stored_day_sums_that_day_again(tmp_path):
@@ -61,7 +64,7 @@ async def test_a_new_line_on_a_stored_day_sums_that_day_again(tmp_path):
     same_day = small_data.HEADER + "200008,é-mug,ÉCRU MUG,1,2/3/2011 15:00,4.5,14,France\n"
     await import_file(write(tmp_path, "same-day.csv", same_day))
     await assert_shapes_exact()
-    _, products = await stored_shapes()
+    _, products, _ = await stored_shapes()
     # the non-ASCII code keeps its é and upper-cases its ASCII letters, both ways alike
     assert [row[4:6] for row in products if row[2] == "é-MUG"] == [(2, 3)]
 
@@ -78,7 +81,7 @@ async def test_overlap_skip_and_replace_keep_them_exact(tmp_path, mode):
     await import_file(write(tmp_path, "awkward.csv", AWKWARD))
     await import_file(write(tmp_path, "corrected.csv", CORRECTED), overlap=mode)
     await assert_shapes_exact()
-    invoices, _ = await stored_shapes()
+    invoices, _, _ = await stored_shapes()
     days = {row[9].isoformat() for row in invoices if row[0] == "200001"}
     # replace moved invoice 200001 to 5 February: its old day's rows are gone
     assert days == ({"2011-02-05"} if mode == "replace" else {"2011-02-01"})
@@ -88,7 +91,7 @@ async def test_replace_all_keeps_them_exact(tmp_path):
     await import_file(write(tmp_path, "awkward.csv", AWKWARD))
     await import_file(write(tmp_path, "first.csv", small_data.FIRST), replace=True)
     await assert_shapes_exact()
-    invoices, _ = await stored_shapes()
+    invoices, _, _ = await stored_shapes()
     assert not any(row[0].startswith("2000") for row in invoices)
 
 

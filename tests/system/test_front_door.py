@@ -232,6 +232,25 @@ def test_a_newcomer_loads_the_demo_and_manages_a_second_user(empty_server, engin
         expect(page.locator("#lines .card-head")).to_contain_text(f"of customer {customer}")
         expect(page.locator("#lines tbody tr td[data-label=Customer]").first).to_have_text(customer)
 
+        # the product views (issue 16): sort by return rate, a product, a product bought with it
+        page.click("nav[aria-label=Main] >> text=Products")
+        expect(page.locator("#tab-products")).to_have_attribute("aria-current", "page")
+        page.click("#by-return_rate_pct")
+        expect(page).to_have_url(re.compile(r"by=return_rate_pct&min_units=100"))
+        expect(page.locator("#products")).to_contain_text("at least 100 units sold")
+        page.click("#by-orders")  # the product in most orders: it has products bought with it
+        expect(page).to_have_url(re.compile(r"by=orders"))
+        first = page.locator("#products tbody tr:first-child th a")
+        code = first.inner_text()
+        first.click()
+        expect(page.locator("h1")).to_contain_text(code)
+        other = page.locator("#bought-with tbody tr:first-child td a code").filter(has_not_text=code).first
+        other_code = other.inner_text()
+        other.click()
+        expect(page.locator("h1")).to_contain_text(other_code)
+        page.click("#product-lines")
+        expect(page.locator("#lines tbody tr").first).to_contain_text(other_code)
+
         # the main pages at both widths: no sideways scrolling, key columns in view
         for width_name, (width, height) in WIDTHS.items():
             page.set_viewport_size({"width": width, "height": height})
@@ -257,6 +276,9 @@ def test_a_newcomer_loads_the_demo_and_manages_a_second_user(empty_server, engin
                     "/metrics/customers/14646",
                     "#customer-products tbody tr:first-child td[data-label=Revenue]",
                 ),
+                ("products", "/metrics/products", "#products tbody tr:first-child td[data-label='Return rate']"),
+                ("pairs", "/metrics/product-pairs", "#pairs tbody tr:first-child td[data-label=Lift]"),
+                ("product", "/metrics/products/85123a", "#bought-with tbody tr:first-child td[data-label=Lift]"),
             ]:
                 page.goto(f"{base}{path}")
                 expect(page.locator(key)).to_be_visible()

@@ -94,7 +94,7 @@ async def test_an_import_queues_a_refresh_that_the_worker_runs_into_redis(tmp_pa
     tag = await dataset_tag()
     client = redis.Redis.from_url(redis_server.url)
     report = wait_for_marker(client, tag, log)
-    assert (report.views, report.sales_lines, report.cached) == (28, 4, True)
+    assert (report.views, report.sales_lines, report.cached) == (34, 4, True)
     keys = client.keys(f"shop:metrics:{tag}:*")
     assert len(keys) == report.views + 1  # the views and the refresh report
 
