@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import get_args
 
+import numpy as np
 import polars as pl
 
 from app.metrics.analytics import (
@@ -42,6 +43,7 @@ from app.metrics.schemas import (
 PRODUCT_BY: tuple[ProductBy, ...] = get_args(ProductBy)
 MAX_MIN_UNITS = 10**9
 PRUNE_FROM = 50  # F6's first pass: the pairs among this many most-bought products
+DENSE_BYTES = 64 * 2**20  # the largest basket x product matrix counted by multiplication
 
 
 def _scope(ds: Dataset, shape: str, filters: Filters) -> pl.DataFrame:
@@ -163,9 +165,40 @@ def many_products(ds: Dataset, sets: list[tuple[Filters, str, str, int, int]], c
 
 
 def _pair_counts(items: pl.DataFrame, keep: pl.Series | None) -> pl.DataFrame:
-    """Baskets per pair (a < b) among the products `keep` (None: all) of `items` (order_id, product)."""
+    """Baskets per pair (a < b) among the products `keep` (None: all) of `items` (order_id,
+    product; distinct rows): a basket x product 0/1 matrix multiplied by its transpose when it is
+    small (every count at once, in a few MB), else a self-join of the baskets."""
     if keep is not None:
         items = items.filter(pl.col("product").is_in(keep.implode()))
+    chosen = items.get_column("product").unique().sort()  # the Enum's order: the codes' order
+    size = len(chosen)
+    baskets = items.get_column("order_id").n_unique() if items.height else 0
+    if size < 2:
+        return pl.DataFrame(
+            schema={"product": items.schema["product"], "product_b": items.schema["product"], "orders": pl.UInt32}
+        )
+    if baskets * size * 4 <= DENSE_BYTES:
+        column = {code: index for index, code in enumerate(chosen.to_physical().to_list())}
+        rows = items.get_column("order_id").rank("dense").cast(pl.Int64).to_numpy() - 1
+        columns = items.get_column("product").to_physical().replace_strict(column, return_dtype=pl.Int64).to_numpy()
+        matrix = np.zeros((baskets, size), dtype=np.float32)
+        matrix[rows, columns] = 1.0
+        together = matrix.T @ matrix  # exact: whole numbers below 2**24
+        a, b = np.triu_indices(size, 1)
+        counts = together[a, b].astype(np.int64)
+        found = counts > 0
+        return pl.DataFrame(
+            {
+                "product": chosen.gather(a[found]),
+                "product_b": chosen.gather(b[found]),
+                "orders": counts[found].astype(np.uint32),
+            }
+        )
+    return naive_pair_counts(items)
+
+
+def naive_pair_counts(items: pl.DataFrame) -> pl.DataFrame:
+    """Every pair of every basket by a self-join (the benchmark's and the tests' brute force)."""
     joined = items.join(items, on="order_id", suffix="_b").filter(
         pl.col("product").to_physical() < pl.col("product_b").to_physical()
     )
