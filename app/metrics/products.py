@@ -43,7 +43,9 @@ from app.metrics.schemas import (
 PRODUCT_BY: tuple[ProductBy, ...] = get_args(ProductBy)
 MAX_MIN_UNITS = 10**9
 PRUNE_FROM = 50  # F6's first pass: the pairs among this many most-bought products
-DENSE_BYTES = 64 * 2**20  # the largest basket x product matrix counted by multiplication
+# the largest basket x product matrix counted by multiplication (more products: the join is
+# quicker, as most of a wide matrix is zeros)
+DENSE_BYTES, DENSE_PRODUCTS = 64 * 2**20, 400
 
 
 def _scope(ds: Dataset, shape: str, filters: Filters) -> pl.DataFrame:
@@ -75,7 +77,7 @@ def descriptions(ds: Dataset, filters: Filters, codes: list[str]) -> dict[str, s
 
 def _per_product(baskets: pl.DataFrame) -> pl.DataFrame:
     """Per product with a sales line in `baskets`: its sales, orders, customers and returns."""
-    rows = baskets.filter(pl.col("product").is_not_null())
+    rows = baskets.lazy().filter(pl.col("product").is_not_null())  # lazily: no copy of the rows
     sold = ~pl.col("cancelled")
     return (
         rows.group_by("product")
@@ -90,6 +92,7 @@ def _per_product(baskets: pl.DataFrame) -> pl.DataFrame:
         )
         .filter(pl.col("sold"))  # a product only returned in the window is not listed
         .drop("sold")
+        .collect()
     )
 
 
@@ -177,7 +180,7 @@ def _pair_counts(items: pl.DataFrame, keep: pl.Series | None) -> pl.DataFrame:
         return pl.DataFrame(
             schema={"product": items.schema["product"], "product_b": items.schema["product"], "orders": pl.UInt32}
         )
-    if baskets * size * 4 <= DENSE_BYTES:
+    if size <= DENSE_PRODUCTS and baskets * size * 4 <= DENSE_BYTES:
         column = {code: index for index, code in enumerate(chosen.to_physical().to_list())}
         rows = items.get_column("order_id").rank("dense").cast(pl.Int64).to_numpy() - 1
         columns = items.get_column("product").to_physical().replace_strict(column, return_dtype=pl.Int64).to_numpy()
@@ -214,8 +217,10 @@ def baskets_of(ds: Dataset, filters: Filters) -> pl.DataFrame:
     a whole country's (or all) kept with the dataset version, as the product pages reuse it."""
 
     def build() -> pl.DataFrame:
-        rows = _scope(ds, "baskets", filters).filter(~pl.col("cancelled") & pl.col("product").is_not_null())
-        return rows.select("order_id", "product").unique()
+        sold = ~pl.col("cancelled") & pl.col("product").is_not_null()
+        # lazily: the filter copies the two columns only
+        rows = _scope(ds, "baskets", filters).lazy().filter(sold).select("order_id", "product")
+        return rows.unique().collect()
 
     if filters.start is None and filters.end is None:
         country = ds.country(filters.country) if filters.country is not None else None
