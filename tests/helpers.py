@@ -8,7 +8,9 @@ app at module level: tests/conftest.py imports it before it sets the environment
 from __future__ import annotations
 
 import contextlib
+import csv
 import datetime
+import io
 import os
 import re
 import shutil
@@ -478,3 +480,22 @@ class PostgresServer:
         with contextlib.suppress(subprocess.SubprocessError):
             self.stop()
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+# -- CSV exports (ANALYTICS.md F7) ----------------------------------------------------------
+
+
+def csv_rows(text: str) -> list[dict]:
+    """An export's rows as dicts of text (RFC 4180, as a spreadsheet reads it)."""
+    return list(csv.DictReader(io.StringIO(text, newline="")))
+
+
+def csv_cell(value: object) -> str:
+    """A JSON value as the CSV writes it."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value  # a text a spreadsheet would run, defused (F7)
+    return str(value)

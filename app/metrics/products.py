@@ -250,6 +250,26 @@ def top_pairs(items: pl.DataFrame, limit: int) -> tuple[pl.DataFrame, pl.DataFra
     return _top(_pair_counts(items, candidates), limit), per_product
 
 
+def _pair(
+    rank: int, a: str, b: str, together: int, with_a: int, with_b: int, baskets: int, described: dict[str, str | None]
+) -> Pair:
+    """A pair's row with F6's measures (2 places)."""
+    return Pair(
+        rank=rank,
+        stock_code_a=a,
+        description_a=described[a],
+        stock_code_b=b,
+        description_b=described[b],
+        orders=together,
+        orders_with_a=with_a,
+        orders_with_b=with_b,
+        support_pct=ratio2(100 * together, baskets),
+        confidence_a_to_b_pct=ratio2(100 * together, with_a),
+        confidence_b_to_a_pct=ratio2(100 * together, with_b),
+        lift=ratio2(together * baskets, with_a * with_b),
+    )
+
+
 def product_pairs(ds: Dataset, filters: Filters, limit: int, currency: str) -> ProductPairs:
     """F6: the pairs of products bought together in the most baskets, with support, confidence
     both ways and lift."""
@@ -265,22 +285,7 @@ def product_pairs(ds: Dataset, filters: Filters, limit: int, currency: str) -> P
     result = []
     for rank, (a, b, together) in enumerate(rows, start=1):
         with_a, with_b = with_product[a], with_product[b]
-        result.append(
-            Pair(
-                rank=rank,
-                stock_code_a=str(a),
-                description_a=described[str(a)],
-                stock_code_b=str(b),
-                description_b=described[str(b)],
-                orders=together,
-                orders_with_a=with_a,
-                orders_with_b=with_b,
-                support_pct=ratio2(100 * together, baskets),
-                confidence_a_to_b_pct=ratio2(100 * together, with_a),
-                confidence_b_to_a_pct=ratio2(100 * together, with_b),
-                lift=ratio2(together * baskets, with_a * with_b),
-            )
-        )
+        result.append(_pair(rank, str(a), str(b), together, with_a, with_b, baskets, described))
     return ProductPairs(currency=currency, limit=limit, baskets=baskets, items=result)
 
 
@@ -389,20 +394,5 @@ def _bought_with(ds: Dataset, filters: Filters, key: str, limit: int = 10) -> li
     for rank, (other, together) in enumerate(others.rows(), start=1):
         a, b = sorted((key, str(other)))
         with_a, with_b = counts[a], counts[b]
-        pairs.append(
-            Pair(
-                rank=rank,
-                stock_code_a=a,
-                description_a=described[a],
-                stock_code_b=b,
-                description_b=described[b],
-                orders=together,
-                orders_with_a=with_a,
-                orders_with_b=with_b,
-                support_pct=ratio2(100 * together, baskets),
-                confidence_a_to_b_pct=ratio2(100 * together, with_a),
-                confidence_b_to_a_pct=ratio2(100 * together, with_b),
-                lift=ratio2(together * baskets, with_a * with_b),
-            )
-        )
+        pairs.append(_pair(rank, a, b, together, with_a, with_b, baskets, described))
     return pairs

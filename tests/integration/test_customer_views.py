@@ -9,14 +9,11 @@ Small data (tests/small_data.py FIRST, and one more file here): customers 1 (Ger
 
 from __future__ import annotations
 
-import csv
-import io
-
 import pytest
 
 from app.ingest.service import import_file
 from tests import small_data
-from tests.helpers import HTML, bearer, browser_login, login, register
+from tests.helpers import HTML, bearer, browser_login, csv_cell, csv_rows, login, register
 
 pytestmark = pytest.mark.usefixtures("empty_db")
 
@@ -49,18 +46,6 @@ async def token(client, small, tmp_path) -> str:
     return await login(client)
 
 
-def parse(text: str) -> list[dict]:
-    return list(csv.DictReader(io.StringIO(text, newline="")))
-
-
-def cell(value: object) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
 def long_cohorts(answer: dict) -> list[dict]:
     return [
         {"cohort": row["cohort"], "cohort_customers": row["customers"]}
@@ -87,15 +72,17 @@ async def test_csv_equals_json(client, token, path, rows):
     joiner = "&" if "?" in path else "?"
     answer = await client.get(f"{path}{joiner}format=csv", headers=bearer(token))
     assert answer.status_code == 200 and answer.headers["content-type"] == "text/csv; charset=utf-8"
-    got = parse(answer.text)
-    assert got == [{name: cell(value) for name, value in row.items()} for row in expected]
+    got = csv_rows(answer.text)
+    assert got == [{name: csv_cell(value) for name, value in row.items()} for row in expected]
     assert got, path
 
 
 async def test_the_customer_list_exports_every_row_whatever_the_page(client, token):
     everyone = (await client.get("/metrics/rfm/customers", headers=bearer(token))).json()
     assert [c["customer_id"] for c in everyone["items"]] == [1, 4, 3]  # monetary descending: 25.00, 16.99, 3.33
-    exported = parse((await client.get("/metrics/rfm/customers?format=csv&page=2&size=1", headers=bearer(token))).text)
+    exported = csv_rows(
+        (await client.get("/metrics/rfm/customers?format=csv&page=2&size=1", headers=bearer(token))).text
+    )
     assert [int(row["customer_id"]) for row in exported] == [1, 4, 3]
 
 
@@ -160,7 +147,7 @@ async def test_the_transactions_of_one_customer(client, token):
     assert nobody["total"] == 0  # beyond a 32-bit id: no lines, no database error
     typo = await client.get("/metrics/page?customer=12a", headers=bearer(token))
     assert typo.status_code == 400 and "digits only" in typo.json()["detail"]
-    exported = parse((await client.get("/metrics/page?customer=1&format=csv", headers=bearer(token))).text)
+    exported = csv_rows((await client.get("/metrics/page?customer=1&format=csv", headers=bearer(token))).text)
     assert [row["invoice_no"] for row in exported] == ["100001", "100001", "100010"]
 
 

@@ -3,14 +3,11 @@ format is RFC 4180 as a spreadsheet reads it, formula cells are defused, errors 
 
 from __future__ import annotations
 
-import csv
-import io
-
 import pytest
 
 from app.ingest.service import import_file
 from tests import small_data
-from tests.helpers import HTML, bearer, login, register
+from tests.helpers import HTML, bearer, csv_cell, csv_rows, login, register
 
 pytestmark = pytest.mark.usefixtures("empty_db")
 
@@ -21,21 +18,6 @@ AWKWARD = small_data.HEADER + (
     '200003,X2,"TEA, COFFEE & £ SUGAR",3,4/4/2011 11:00,0.85,9,France\n'
     "200004,@X3,-MINUS START,5,4/5/2011 12:00,1.25,,France\n"
 )
-
-
-def parse(text: str) -> list[dict]:
-    return list(csv.DictReader(io.StringIO(text, newline="")))
-
-
-def cell(value: object) -> str:
-    """A JSON value as the CSV writes it."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value  # a text a spreadsheet would run, defused (F7)
-    return str(value)
 
 
 @pytest.fixture
@@ -67,19 +49,19 @@ async def csv_of(client, token: str, path: str, **headers: str):
 async def test_each_table_is_its_json_rows(client, token, path, items):
     expected = items((await client.get(path, headers=bearer(token))).json())
     joiner = "&" if "?" in path else "?"
-    rows = parse((await csv_of(client, token, f"{path}{joiner}format=csv")).text)
-    assert rows == [{name: cell(value) for name, value in item.items()} for item in expected]
+    rows = csv_rows((await csv_of(client, token, f"{path}{joiner}format=csv")).text)
+    assert rows == [{name: csv_cell(value) for name, value in item.items()} for item in expected]
     assert rows and list(rows[0]) == list(expected[0])  # the JSON fields, in JSON order
 
 
 async def test_paginated_and_limited_views_export_every_row_unless_a_limit_is_set(client, token):
     everything = (await client.get("/metrics/page?size=500", headers=bearer(token))).json()
-    exported = parse((await csv_of(client, token, "/metrics/page?format=csv&page=2&size=1")).text)
+    exported = csv_rows((await csv_of(client, token, "/metrics/page?format=csv&page=2&size=1")).text)
     assert len(exported) == everything["total"] == 8  # page and size are ignored
-    assert exported == [{name: cell(value) for name, value in item.items()} for item in everything["items"]]
-    countries = parse((await csv_of(client, token, "/metrics/top-countries?format=csv")).text)
+    assert exported == [{name: csv_cell(value) for name, value in item.items()} for item in everything["items"]]
+    countries = csv_rows((await csv_of(client, token, "/metrics/top-countries?format=csv")).text)
     assert len(countries) == 3  # the whole table, not the page's default limit
-    one = parse((await csv_of(client, token, "/metrics/top-countries?format=csv&limit=1")).text)
+    one = csv_rows((await csv_of(client, token, "/metrics/top-countries?format=csv&limit=1")).text)
     assert [row["country"] for row in one] == ["Germany"]
 
 
@@ -87,7 +69,7 @@ async def test_the_text_round_trips_and_formulas_are_defused(client, token):
     answer = await csv_of(client, token, "/metrics/page?format=csv&start=2011-04-01")
     raw = answer.content
     assert raw.startswith(b"invoice_no,stock_code,description,") and b"\r\n" in raw and b"\n\n" not in raw
-    rows = {row["invoice_no"]: row for row in parse(answer.text)}
+    rows = {row["invoice_no"]: row for row in csv_rows(answer.text)}
     assert rows["200001"]["stock_code"] == "'=1+1"
     assert rows["200001"]["description"] == '\'=HYPERLINK("http://evil.example","click")'
     assert rows["200002"]["description"] == 'RECORD FRAME 7" SINGLE SIZE '  # quotes and the trailing space kept
@@ -95,7 +77,7 @@ async def test_the_text_round_trips_and_formulas_are_defused(client, token):
     assert rows["200004"]["stock_code"] == "'@X3" and rows["200004"]["description"] == "'-MINUS START"
     assert rows["200004"]["customer_id"] == ""  # null: an empty field
     assert "TEA, COFFEE & £ SUGAR".encode() in raw  # UTF-8
-    series = parse((await csv_of(client, token, "/metrics/series?format=csv")).text)
+    series = csv_rows((await csv_of(client, token, "/metrics/series?format=csv")).text)
     assert any(row["growth_pct"].startswith("-") for row in series)  # a number is never altered
 
 

@@ -9,14 +9,11 @@ baskets below.
 
 from __future__ import annotations
 
-import csv
-import io
-
 import pytest
 
 from app.ingest.service import import_file
 from tests import small_data
-from tests.helpers import HTML, bearer, browser_login, login, register
+from tests.helpers import HTML, bearer, browser_login, csv_cell, csv_rows, login, register
 
 pytestmark = pytest.mark.usefixtures("empty_db")
 
@@ -38,18 +35,6 @@ async def token(client, small, tmp_path) -> str:
     await import_file(tmp_path / "baskets.csv")
     await register(client)
     return await login(client)
-
-
-def parse(text: str) -> list[dict]:
-    return list(csv.DictReader(io.StringIO(text, newline="")))
-
-
-def cell(value: object) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
 
 
 async def test_the_small_figures(client, token):
@@ -92,8 +77,8 @@ async def test_csv_equals_json(client, token, path, rows):
     joiner = "&" if "?" in path else "?"
     answer = await client.get(f"{path}{joiner}format=csv", headers=bearer(token))
     assert answer.status_code == 200 and answer.headers["content-type"] == "text/csv; charset=utf-8"
-    got = parse(answer.text)
-    assert got == [{name: cell(value) for name, value in row.items()} for row in expected] and got
+    got = csv_rows(answer.text)
+    assert got == [{name: csv_cell(value) for name, value in row.items()} for row in expected] and got
 
 
 async def test_errors(client, token):
