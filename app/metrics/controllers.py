@@ -345,7 +345,8 @@ async def _dashboard(
     )
     series = SeriesParams(start=params.start, end=params.end, country=params.country, freq=params.freq)
     top = TopCountriesParams(start=params.start, end=params.end, country=params.country, by=params.by)
-    best = ProductsParams(start=params.start, end=params.end, country=params.country, limit=5)
+    # the products view's defaults (what a refresh precomputes); the card shows the first five
+    best = ProductsParams(start=params.start, end=params.end, country=params.country)
     key = cache_key(tag, "dashboard", params)
 
     async def page_context() -> dict[str, Any]:
