@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import polars as pl
@@ -67,13 +66,14 @@ def read_shapes(settings: Settings, baskets: bool = True) -> tuple[pl.DataFrame,
         connection.execute("BEGIN")  # one snapshot for the reads (WAL)
         invoice_rows = connection.execute(INVOICES).fetchall()
         product_rows = connection.execute(PRODUCTS).fetchall()
+        basket_rows = connection.execute(BASKETS).fetchall() if baskets else []
     finally:
         connection.close()
     # SQLite stores days and timestamps as text ("2010-12-01", "2010-12-01 08:26:00")
     text = {"day": pl.String(), "invoice_date": pl.String()}
     invoice_frame = pl.DataFrame(invoice_rows, schema={**INVOICE_SCHEMA, **text}, orient="row")
     product_frame = pl.DataFrame(product_rows, schema={**PRODUCT_SCHEMA, "day": pl.String()}, orient="row")
-    basket_frame = _sqlite_baskets(path) if baskets else pl.DataFrame(schema={**BASKET_SCHEMA, "day": pl.String()})
+    basket_frame = pl.DataFrame(basket_rows, schema={**BASKET_SCHEMA, "day": pl.String()}, orient="row")
     return (
         invoice_frame.with_columns(
             pl.col("day").str.to_date("%Y-%m-%d"),
@@ -82,27 +82,6 @@ def read_shapes(settings: Settings, baskets: bool = True) -> tuple[pl.DataFrame,
         product_frame.with_columns(pl.col("day").str.to_date("%Y-%m-%d")),
         basket_frame.with_columns(pl.col("day").str.to_date("%Y-%m-%d")),
     )
-
-
-_NO_CUSTOMER = -(2**31) - 1  # outside the customer_id column's 32 bits
-
-
-def _sqlite_baskets(path: Path) -> pl.DataFrame:
-    """The basket grain from SQLite as Arrow (ADBC): a third of the time of a tuple per row, for
-    the one shape as long as the lines. Its own snapshot: load_dataset's tag check covers it.
-    The driver types a column from its first rows, so the nullable id comes as a number no
-    INTEGER column holds, not NULL."""
-    from adbc_driver_sqlite import dbapi
-
-    query = BASKETS.replace("customer_id,", f"COALESCE(customer_id, {_NO_CUSTOMER}) AS customer_id,", 1)
-    with dbapi.connect(f"file:{path}?mode=ro") as connection, connection.cursor() as cursor:
-        cursor.execute(query)
-        frame = pl.DataFrame(cursor.fetch_arrow_table())
-    if frame.is_empty():
-        return pl.DataFrame(schema={**BASKET_SCHEMA, "day": pl.String()})
-    return frame.with_columns(
-        pl.when(pl.col("customer_id") != _NO_CUSTOMER).then(pl.col("customer_id")).alias("customer_id")
-    ).cast({**BASKET_SCHEMA, "day": pl.String()})  # type: ignore[dict-item]  # Polars' stubs want a narrower mapping
 
 
 async def load_dataset(settings: Settings) -> Dataset:
