@@ -780,11 +780,9 @@ def _products(dataset, by="revenue", order="desc", limit=10, min_units=0, start=
 @pytest.mark.parametrize(("start", "end", "country"), PRODUCT_COMBOS)
 @pytest.mark.parametrize(
     ("by", "order", "limit", "min_units"),
-    [
-        ("revenue", "desc", 10, 0),
-        ("units_sold", "asc", 10, 0),
-        ("orders", "desc", 1, 0),
-        ("customers", "asc", 100, 0),
+    [  # each `by` in both orders is checked on the full data below
+        ("units_sold", "asc", 1, 0),
+        ("customers", "desc", 100, 0),
         ("return_rate_pct", "desc", 10, 100),
     ],
 )
