@@ -51,6 +51,17 @@ TOP_PRODUCTS = 10
 # Postage, fees and vouchers: they count in revenue but are never listed as products.
 NOT_PRODUCTS = frozenset({"POST", "DOT", "M", "BANK CHARGES", "AMAZONFEE", "C2", "D", "S", "CRUK", "PADS", "B"})
 
+
+def not_a_product(key: pl.Expr) -> pl.Expr:
+    """R4: a product key (an upper-cased stock code) of postage, a fee or a voucher."""
+    return key.is_in(list(NOT_PRODUCTS)) | key.str.starts_with("GIFT_")
+
+
+def is_product_key(key: str) -> bool:
+    """R4 for one key (the same rule as `not_a_product`, negated)."""
+    return key not in NOT_PRODUCTS and not key.startswith("GIFT_")
+
+
 # The shapes as the loader reads them (app/ingest/shapes.py names each column).
 INVOICE_SCHEMA: dict[str, pl.DataType] = {
     "invoice_no": pl.String(),
@@ -209,10 +220,7 @@ def prepare(
         .with_columns(
             pl.col("country").cast(country),
             code.alias("code"),  # every sales line's key, for the transactions search
-            pl.when(code.is_in(list(NOT_PRODUCTS)) | code.str.starts_with("GIFT_"))
-            .then(None)
-            .otherwise(code)
-            .alias("product"),
+            pl.when(not_a_product(code)).then(None).otherwise(code).alias("product"),
         )
         .sort("day")
     )
@@ -223,10 +231,7 @@ def prepare(
     basket_rows = baskets.lazy().with_columns(
         pl.col("country").cast(country),
         key.alias("code"),
-        pl.when(code.is_in(list(NOT_PRODUCTS)) | code.str.starts_with("GIFT_"))
-        .then(None)
-        .otherwise(key)
-        .alias("product"),
+        pl.when(not_a_product(code)).then(None).otherwise(key).alias("product"),
         number.str.starts_with("C").alias("cancelled"),
     )
     if plain:
@@ -574,10 +579,14 @@ def top_products(ds: Dataset, filters: Filters) -> list[Product]:
 
 
 def _product_scope(ds: Dataset, filters: Filters) -> pl.DataFrame:
+    return shape_in(ds, "products", filters)
+
+
+def shape_in(ds: Dataset, shape: str, filters: Filters) -> pl.DataFrame:
+    """A shape's rows in the filters (by day; one country's cut, held, with a country)."""
     check_dates(filters)
-    if filters.country is None:
-        return day_slice(ds.products, filters.start, filters.end)
-    return day_slice(ds.of_country("products", ds.country(filters.country)), filters.start, filters.end)
+    rows = getattr(ds, shape) if filters.country is None else ds.of_country(shape, ds.country(filters.country))
+    return day_slice(rows, filters.start, filters.end)
 
 
 def _product(row: dict) -> Product:

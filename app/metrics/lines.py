@@ -36,13 +36,13 @@ from app.ingest.tables import Transaction
 from app.lib.db import engine
 from app.metrics.analytics import (
     MAX_PAGE,
-    NOT_PRODUCTS,
     SIZE_RANGE,
     Dataset,
     check_dates,
     day_slice,
     in_range,
     money,
+    not_a_product,
 )
 from app.metrics.schemas import CustomerProduct, Filters, Line, Page
 
@@ -343,7 +343,7 @@ async def customer_products(customer: int, invoices: list[str], limit: int = 10)
             "units": pl.Int64,
             "milli": pl.Int64,
         },
-    ).filter(~pl.col("code").is_in(list(NOT_PRODUCTS)) & ~pl.col("code").str.starts_with("GIFT_"))
+    ).filter(~not_a_product(pl.col("code")))
     described = (
         frame.filter(pl.col("description").is_not_null())
         .group_by("code", "description")

@@ -15,18 +15,17 @@ import polars as pl
 
 from app.metrics.analytics import (
     LIMIT_RANGE,
-    NOT_PRODUCTS,
     ORDERS,
     Dataset,
     Filters,
     MetricsError,
     _one_of,
     _points,
-    check_dates,
-    day_slice,
     in_range,
+    is_product_key,
     money,
     ratio2,
+    shape_in,
     window,
 )
 from app.metrics.schemas import (
@@ -48,19 +47,14 @@ PRUNE_FROM = 50  # F6's first pass: the pairs among this many most-bought produc
 DENSE_BYTES, DENSE_PRODUCTS = 64 * 2**20, 400
 
 
-def _scope(ds: Dataset, shape: str, filters: Filters) -> pl.DataFrame:
-    """A shape's rows in the filters (by day; one country's cut, held, with a country)."""
-    check_dates(filters)
-    rows = getattr(ds, shape) if filters.country is None else ds.of_country(shape, ds.country(filters.country))
-    return day_slice(rows, filters.start, filters.end)
-
-
 def descriptions(ds: Dataset, filters: Filters, codes: list[str]) -> dict[str, str | None]:
     """R4: each product's most frequent description among its sales lines in the filters,
     ties to the alphabetically first (code-point order), as stored."""
     if not codes:
         return {}
-    rows = _scope(ds, "products", filters).filter(pl.col("product").is_in(codes) & pl.col("description").is_not_null())
+    rows = shape_in(ds, "products", filters).filter(
+        pl.col("product").is_in(codes) & pl.col("description").is_not_null()
+    )
     best = (
         rows.group_by("product", "description")
         .agg(pl.col("lines").sum())
@@ -113,7 +107,7 @@ def products(
     in_range("limit", limit, LIMIT_RANGE)
     in_range("min_units", min_units, (0, MAX_MIN_UNITS))
     if table is None:
-        table = _per_product(_scope(ds, "baskets", filters))
+        table = _per_product(shape_in(ds, "baskets", filters))
     count, total = table.height, int(table.get_column("milli").sum() or 0)
     table = table.with_columns(
         ((pl.col("milli") + 5) // 10).alias("cents"),  # the reported revenue (sales are positive): half up
@@ -159,7 +153,7 @@ def many_products(ds: Dataset, sets: list[tuple[Filters, str, str, int, int]], c
     answers = []
     for filters, by, order, limit, min_units in sets:
         if filters not in tables:
-            tables[filters] = _per_product(_scope(ds, "baskets", filters))
+            tables[filters] = _per_product(shape_in(ds, "baskets", filters))
         answers.append(products(ds, filters, by, order, limit, min_units, currency, tables[filters]))
     return answers
 
@@ -219,7 +213,7 @@ def baskets_of(ds: Dataset, filters: Filters) -> pl.DataFrame:
     def build() -> pl.DataFrame:
         sold = ~pl.col("cancelled") & pl.col("product").is_not_null()
         # lazily: the filter copies the two columns only
-        rows = _scope(ds, "baskets", filters).lazy().filter(sold).select("order_id", "product")
+        rows = shape_in(ds, "baskets", filters).lazy().filter(sold).select("order_id", "product")
         return rows.unique().collect()
 
     if filters.start is None and filters.end is None:
@@ -310,8 +304,8 @@ def product(ds: Dataset, filters: Filters, stock_code: str, currency: str) -> Pr
     key = stock_code.strip().upper()
     if key not in _codes(ds):
         raise UnknownProduct(stock_code)
-    rows = _scope(ds, "baskets", filters).filter(pl.col("code") == key)
-    is_product = key not in NOT_PRODUCTS and not key.startswith("GIFT_")
+    rows = shape_in(ds, "baskets", filters).filter(pl.col("code") == key)
+    is_product = is_product_key(key)
     sold = rows.filter(~pl.col("cancelled"))
     returned = rows.filter(pl.col("cancelled"))
     milli, units, orders, customers = sold.select(
@@ -340,7 +334,7 @@ def product(ds: Dataset, filters: Filters, stock_code: str, currency: str) -> Pr
         .head(10)
     )
     texts = (
-        _scope(ds, "products", filters)
+        shape_in(ds, "products", filters)
         .filter((pl.col("code") == key) & pl.col("description").is_not_null())
         .group_by("description")
         .agg(pl.col("lines").sum())
