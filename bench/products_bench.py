@@ -120,7 +120,7 @@ def measure_refresh(before: bool) -> dict:
 
     async def refresh() -> int:
         tag = await loader.dataset_tag()
-        invoices, products, baskets = await asyncio.to_thread(loader.read_shapes, settings, not before)
+        invoices, products, baskets = await asyncio.to_thread(loader.read_shapes, settings, tag, not before)
         if before:  # the shapes of then: no basket grain
             dataset = await asyncio.to_thread(analytics.prepare, invoices, products, tag)
             await asyncio.to_thread(loader.customers.histories, dataset, None)

@@ -673,9 +673,7 @@ async def dataset_tag() -> str:
     pool = postgres_pool()
     if pool is not None:
         async with pool.acquire(timeout=5) as connection:
-            row = await connection.fetchrow(
-                "SELECT dataset_version, started_at FROM imports ORDER BY dataset_version DESC LIMIT 1"
-            )
+            row = await connection.fetchrow(TAG_QUERY)
         latest = dict(row) if row else None
     else:
         latest = (
@@ -684,10 +682,14 @@ async def dataset_tag() -> str:
             .first()
             .run()
         )
-    return _tag(latest["dataset_version"], latest["started_at"]) if latest else "0"
+    return tag_of(latest["dataset_version"], latest["started_at"]) if latest else "0"
 
 
-def _tag(version: int, started: object) -> str:
+TAG_QUERY = "SELECT dataset_version, started_at FROM imports ORDER BY dataset_version DESC LIMIT 1"
+
+
+def tag_of(version: int, started: object) -> str:
+    """The dataset tag of the latest import's version and start (TAG_QUERY's row)."""
     if isinstance(started, str):  # SQLite's text, "2026-12-01 11:55:40.536292+00:00"
         started = datetime.fromisoformat(started)
     stamp = int(started.timestamp() * 1_000_000) if isinstance(started, datetime) else started
@@ -706,7 +708,6 @@ class SqliteTag:
     caller reads the tag the ordinary way).
     """
 
-    _LATEST = "SELECT dataset_version, started_at FROM imports ORDER BY dataset_version DESC LIMIT 1"
     # The PRAGMA is an eighth of a warm request: its answer is kept this long, unless this
     # process committed an import meanwhile (seen at once); another process's import is seen
     # within that time (the upload's job and `forget` make it at once for the web's own jobs).
@@ -733,8 +734,8 @@ class SqliteTag:
             (changes,) = self._connection.execute("PRAGMA data_version").fetchone()
             if changes != self._seen or self._tag is None:
                 # read after data_version: a commit in between is seen by the next call
-                row = self._connection.execute(self._LATEST).fetchone()
-                self._tag, self._seen = (_tag(*row) if row else "0"), changes
+                row = self._connection.execute(TAG_QUERY).fetchone()
+                self._tag, self._seen = (tag_of(*row) if row else "0"), changes
             return self._tag
         except sqlite3.Error:
             self.close()

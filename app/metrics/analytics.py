@@ -14,6 +14,7 @@ from zero, to 2 places.
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any, TypeVar
@@ -107,6 +108,10 @@ class InvalidParameter(MetricsError):
         self.name = name
 
 
+class ShapesUnavailable(MetricsError):
+    status_code = 503
+
+
 class UnknownCountry(MetricsError):
     status_code = 404
 
@@ -128,9 +133,8 @@ class Dataset:
     sales: pl.DataFrame  # the sales invoices (one row per invoice with sales lines), by invoice_date
     cancellations: pl.DataFrame  # the cancellation invoices, by day
     products: pl.DataFrame  # the product grain, by day: `code`, and `product` (null for postage, fees, vouchers)
-    # the basket grain, by day: one row per invoice (`order_id`) and product `code` (an Enum in
-    # code-point order), `product` as in `products`, `cancelled`, customer, units and revenue
-    baskets: pl.DataFrame
+    # the basket grain (`baskets`), read and prepared while the other views already answer
+    basket_rows: Future[pl.DataFrame]
     countries: dict[str, str]  # casefolded name -> stored name, over every stored row
     # what the transactions search matches against: the distinct stock codes and descriptions,
     # lower-cased once, and whether every invoice number is digits only (then a `q` with
@@ -162,6 +166,21 @@ class Dataset:
         return rows
 
     @property
+    def baskets(self) -> pl.DataFrame:
+        """The basket grain, by day: one row per invoice (`order_id`) and product `code` (an Enum
+        in code-point order), `product` as in `products`, `cancelled`, customer, units and
+        revenue. Waits for its read if it is still going (call it off the event loop)."""
+        try:
+            return self.basket_rows.result()
+        except Exception as error:  # the database went away meanwhile, say: the next request reads again
+            raise ShapesUnavailable(f"the basket grain could not be read ({error}); try again") from error
+
+    @property
+    def broken(self) -> bool:
+        """Whether the basket grain's read failed (then the dataset is read again)."""
+        return self.basket_rows.done() and self.basket_rows.exception() is not None
+
+    @property
     def version(self) -> int:
         return tag_version(self.tag)
 
@@ -177,23 +196,62 @@ class Dataset:
         return stored
 
 
-def prepare(
-    invoices: pl.DataFrame, products: pl.DataFrame, tag: str = "0", baskets: pl.DataFrame | None = None
-) -> Dataset:
-    """The frames the figures read, from the shapes as stored (INVOICE_SCHEMA, PRODUCT_SCHEMA,
-    BASKET_SCHEMA; no baskets: none)."""
-    invoices = invoices.cast(INVOICE_SCHEMA)  # type: ignore[arg-type]  # Polars' stubs want a narrower mapping type
-    products = products.cast(PRODUCT_SCHEMA)  # type: ignore[arg-type]
-    if baskets is None:
-        baskets = pl.DataFrame(schema=BASKET_SCHEMA)
-    baskets = baskets.cast(BASKET_SCHEMA)  # type: ignore[arg-type]
-    names = sorted(invoices.get_column("country").unique().to_list())
-    country = pl.Enum(names)
-    # integer ids make the distinct-order counts 4x faster than on the text: the number itself
-    # when every invoice number is a plain one (no leading zero), else a dense rank
+def _order_ids(invoices: pl.DataFrame) -> tuple[bool, pl.Expr]:
+    """Whether every invoice number is a plain number, and the expression of an invoice's
+    integer id: the number itself then (no leading zero), else a dense rank of the numbers.
+    Integer ids make the distinct-order counts 4x faster than on the text."""
     plain = bool(invoices.get_column("invoice_no").str.contains(r"^[1-9][0-9]{0,17}$").all())
     number = pl.col("invoice_no")
-    order_id = number.cast(pl.Int64) if plain else number.rank("dense").cast(pl.Int64)
+    return plain, number.cast(pl.Int64) if plain else number.rank("dense").cast(pl.Int64)
+
+
+def _countries(invoices: pl.DataFrame) -> tuple[list[str], pl.Enum]:
+    names = sorted(invoices.get_column("country").unique().to_list())
+    return names, pl.Enum(names)
+
+
+def prepare_baskets(invoices: pl.DataFrame, baskets: pl.DataFrame) -> pl.DataFrame:
+    """The basket grain as the product views read it (Dataset.baskets), from the shapes as
+    stored (INVOICE_SCHEMA, BASKET_SCHEMA): product keys as an Enum in code-point order (pairs
+    compare and join on small integers; a < b on the codes is a < b on the keys), the
+    invoices' order ids, by day."""
+    invoices = invoices.cast(INVOICE_SCHEMA)  # type: ignore[arg-type]  # Polars' stubs want a narrower mapping type
+    baskets = baskets.cast(BASKET_SCHEMA)  # type: ignore[arg-type]
+    _, country = _countries(invoices)
+    plain, order_id = _order_ids(invoices)
+    number = pl.col("invoice_no")
+    key = pl.col("product").cast(pl.Enum(sorted(baskets.get_column("product").unique().to_list())))
+    rows = baskets.lazy().with_columns(
+        pl.col("country").cast(country),
+        key.alias("code"),
+        pl.when(not_a_product(pl.col("product"))).then(None).otherwise(key).alias("product"),
+        number.str.starts_with("C").alias("cancelled"),
+    )
+    if plain:
+        rows = rows.with_columns(number.cast(pl.Int64).alias("order_id"))
+    else:  # the invoices' own dense rank
+        numbers = invoices.lazy().select("invoice_no", order_id.alias("order_id")).unique("invoice_no")
+        rows = rows.join(numbers, on="invoice_no", how="left")
+    return rows.drop("invoice_no", "lines").sort("day").collect()
+
+
+def prepare(
+    invoices: pl.DataFrame,
+    products: pl.DataFrame,
+    tag: str = "0",
+    baskets: pl.DataFrame | Future[pl.DataFrame] | None = None,
+) -> Dataset:
+    """The frames the figures read, from the shapes as stored (INVOICE_SCHEMA, PRODUCT_SCHEMA,
+    BASKET_SCHEMA; no baskets: none). `baskets` may be the prepared basket grain to come
+    (`prepare_baskets` running elsewhere): only the product views wait for it."""
+    if not isinstance(baskets, Future):
+        prepared = prepare_baskets(invoices, pl.DataFrame(schema=BASKET_SCHEMA) if baskets is None else baskets)
+        baskets = Future()
+        baskets.set_result(prepared)
+    invoices = invoices.cast(INVOICE_SCHEMA)  # type: ignore[arg-type]
+    products = products.cast(PRODUCT_SCHEMA)  # type: ignore[arg-type]
+    names, country = _countries(invoices)
+    _, order_id = _order_ids(invoices)
     rows = invoices.lazy().with_columns(pl.col("country").cast(country), order_id.alias("order_id"))
     # the loader reads the rows by invoice_date: then sorting (a copy of everything) is skipped
     in_order = invoices.get_column("invoice_date").is_sorted()
@@ -224,25 +282,7 @@ def prepare(
         )
         .sort("day")
     )
-    # the basket grain: product keys as an Enum in code-point order (pairs compare and join
-    # on small integers; a < b on the codes is a < b on the keys), the invoices' order ids
-    codes = pl.Enum(sorted(baskets.get_column("product").unique().to_list()))
-    key = pl.col("product").cast(codes)
-    basket_rows = baskets.lazy().with_columns(
-        pl.col("country").cast(country),
-        key.alias("code"),
-        pl.when(not_a_product(code)).then(None).otherwise(key).alias("product"),
-        number.str.starts_with("C").alias("cancelled"),
-    )
-    if plain:
-        basket_rows = basket_rows.with_columns(number.cast(pl.Int64).alias("order_id"))
-    else:  # the invoices' own dense rank
-        numbers = invoices.lazy().select("invoice_no", order_id.alias("order_id")).unique("invoice_no")
-        basket_rows = basket_rows.join(numbers, on="invoice_no", how="left")
-    basket_rows = basket_rows.drop("invoice_no", "lines").sort("day")
-    sales_frame, cancel_frame, product_frame, basket_frame = pl.collect_all(
-        [sales, cancellations, product_rows, basket_rows]
-    )
+    sales_frame, cancel_frame, product_frame = pl.collect_all([sales, cancellations, product_rows])
 
     def texts(column: str) -> pl.DataFrame:
         distinct = product_frame.select(pl.col(column).drop_nulls().unique())
@@ -253,7 +293,7 @@ def prepare(
         sales=sales_frame,
         cancellations=cancel_frame,
         products=product_frame,
-        baskets=basket_frame,
+        basket_rows=baskets,
         countries={name.casefold(): name for name in names},
         codes=texts("code"),
         descriptions=texts("description"),
@@ -559,10 +599,15 @@ def _top_products(rows: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
     )
     ranked = ranked.sort([*keys, "revenue", "product"], descending=[*(False for _ in keys), True, False])
     top = ranked.group_by(keys, maintain_order=True).head(TOP_PRODUCTS) if keys else ranked.head(TOP_PRODUCTS)
-    # A product's description: its most frequent one in the filters, ties alphabetically first.
-    descriptions = (
-        products.filter(pl.col("description").is_not_null())
-        .join(top.select(*keys, "product"), on=[*keys, "product"], how="semi")
+    described = descriptions_of(products.join(top.select(*keys, "product"), on=[*keys, "product"], how="semi"), keys)
+    return top.join(described, on=[*keys, "product"], how="left", maintain_order="left")
+
+
+def descriptions_of(rows: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
+    """R4: each product's description (within each group of `keys`), from product grain rows:
+    its most frequent one among them, ties to the alphabetically first (code-point order)."""
+    return (
+        rows.filter(pl.col("description").is_not_null())
         .group_by(*keys, "product", "description")
         .agg(pl.col("lines").sum())
         .sort([*keys, "product", "lines", "description"], descending=[*(False for _ in keys), False, True, False])
@@ -570,7 +615,6 @@ def _top_products(rows: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
         .first()
         .drop("lines")
     )
-    return top.join(descriptions, on=[*keys, "product"], how="left", maintain_order="left")
 
 
 def top_products(ds: Dataset, filters: Filters) -> list[Product]:

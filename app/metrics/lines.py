@@ -39,10 +39,10 @@ from app.metrics.analytics import (
     SIZE_RANGE,
     Dataset,
     check_dates,
-    day_slice,
     in_range,
     money,
     not_a_product,
+    shape_in,
 )
 from app.metrics.schemas import CustomerProduct, Filters, Line, Page
 
@@ -152,9 +152,8 @@ class _Search:
         return pl.concat(frames).group_by("day").agg(pl.col("lines").sum()).filter(pl.col("lines") > 0).sort("day")
 
 
-def _filtered(ds: Dataset, filters: Filters, postgres: bool) -> tuple[_Where, str | None]:
-    """The sales lines in the filters, as a WHERE clause (indexed predicates), and the stored
-    name of the filter's country."""
+def _filtered(ds: Dataset, filters: Filters, postgres: bool) -> _Where:
+    """The sales lines in the filters, as a WHERE clause (indexed predicates)."""
     check_dates(filters)
     country = ds.country(filters.country) if filters.country is not None else None
     where = _Where(postgres)
@@ -164,7 +163,7 @@ def _filtered(ds: Dataset, filters: Filters, postgres: bool) -> tuple[_Where, st
         where.add("invoice_date < {}", _stamp(filters.end + timedelta(days=1), postgres))
     if country is not None:
         where.add("country = {}", country)
-    return where, country
+    return where
 
 
 # Another order than METRICS.md's: the column, then date and import order (ties stay stable).
@@ -208,15 +207,15 @@ async def page(
     in_range("page", page, (1, MAX_PAGE))
     in_range("size", size, SIZE_RANGE)
     postgres = _postgres()
-    where, country = _filtered(ds, filters, postgres)
-    grain = _scope(ds, "sales", filters, country)
+    where = _filtered(ds, filters, postgres)
+    grain = shape_in(ds, "sales", filters)
     offset = (page - 1) * size
     needle = (q or "").strip().lower()
     lines: list[dict] = []
     if customer is not None:  # a customer has a few thousand lines at most: the database counts and sorts them
         grain = _one_customer(where, grain, customer)
         if needle:
-            search = await asyncio.to_thread(_Search, ds, _scope(ds, "products", filters, country), grain, needle)
+            search = await asyncio.to_thread(_Search, ds, shape_in(ds, "products", filters), grain, needle)
             where.add(search.predicate(where, postgres))
         counted = await _rows(f"SELECT COUNT(*) AS n FROM transactions WHERE {where.sql}", *where.values)
         total = int(counted[0]["n"])
@@ -227,7 +226,7 @@ async def page(
         by = _order_by(sort, postgres)
         sorted_where = where.copy()
         if needle:
-            search = await asyncio.to_thread(_Search, ds, _scope(ds, "products", filters, country), grain, needle)
+            search = await asyncio.to_thread(_Search, ds, shape_in(ds, "products", filters), grain, needle)
             total = int((await search.per_day(where, postgres)).get_column("lines").sum() or 0)
             sorted_where.add(search.predicate(sorted_where, postgres))
         else:
@@ -237,7 +236,7 @@ async def page(
             lines = await _rows(f"{sql} LIMIT {size} OFFSET {offset}", *sorted_where.values)
     elif needle:
         # the in-memory work in a thread: at 50x the invoice grain has a million rows
-        search = await asyncio.to_thread(_Search, ds, _scope(ds, "products", filters, country), grain, needle)
+        search = await asyncio.to_thread(_Search, ds, shape_in(ds, "products", filters), grain, needle)
         days = await search.per_day(where, postgres)
         total = int(days.get_column("lines").sum() or 0)
         if offset < total:
@@ -275,13 +274,13 @@ async def stream(
     Each chunk continues after the last line of the one before by its sort key, so no read
     skips lines it has read before: the whole table costs one pass, at any size."""
     postgres = _postgres()
-    where, country = _filtered(ds, filters, postgres)
+    where = _filtered(ds, filters, postgres)
     needle = (q or "").strip().lower()
-    grain = _scope(ds, "sales", filters, country)
+    grain = shape_in(ds, "sales", filters)
     if customer is not None:
         grain = _one_customer(where, grain, customer)
     if needle:
-        search = await asyncio.to_thread(_Search, ds, _scope(ds, "products", filters, country), grain, needle)
+        search = await asyncio.to_thread(_Search, ds, shape_in(ds, "products", filters), grain, needle)
         where.add(search.predicate(where, postgres))
     column, descending = sort.removeprefix("-"), sort.startswith("-")
     key = "invoice_date" if column == "invoice_date" else _SORTED_BY.get(column) or _REVENUE[postgres]
@@ -370,12 +369,6 @@ async def customer_products(customer: int, invoices: list[str], limit: int = 10)
         )
         for row in top.iter_rows(named=True)
     ]
-
-
-def _scope(ds: Dataset, shape: str, filters: Filters, country: str | None) -> pl.DataFrame:
-    """A shape's rows in the filters (in date order)."""
-    rows = getattr(ds, shape) if country is None else ds.of_country(shape, country)
-    return day_slice(rows, filters.start, filters.end)
 
 
 def _start(counts: pl.DataFrame, key: str, offset: int) -> tuple[Any, int, pl.Series]:

@@ -21,6 +21,7 @@ from app.metrics.analytics import (
     MetricsError,
     _one_of,
     _points,
+    descriptions_of,
     in_range,
     is_product_key,
     money,
@@ -48,20 +49,10 @@ DENSE_BYTES, DENSE_PRODUCTS = 64 * 2**20, 400
 
 
 def descriptions(ds: Dataset, filters: Filters, codes: list[str]) -> dict[str, str | None]:
-    """R4: each product's most frequent description among its sales lines in the filters,
-    ties to the alphabetically first (code-point order), as stored."""
+    """The description of each of `codes` in the filters (R4, `descriptions_of`); None if none."""
     if not codes:
         return {}
-    rows = shape_in(ds, "products", filters).filter(
-        pl.col("product").is_in(codes) & pl.col("description").is_not_null()
-    )
-    best = (
-        rows.group_by("product", "description")
-        .agg(pl.col("lines").sum())
-        .sort(["product", "lines", "description"], descending=[False, True, False])
-        .group_by("product", maintain_order=True)
-        .first()
-    )
+    best = descriptions_of(shape_in(ds, "products", filters).filter(pl.col("product").is_in(codes)), [])
     found = dict(zip(best.get_column("product").to_list(), best.get_column("description").to_list(), strict=True))
     return {code: found.get(code) for code in codes}
 
