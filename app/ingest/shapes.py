@@ -174,6 +174,7 @@ PRODUCT_KEY = ["day", "country", "product", "description"]
 BASKET_KEY = ["invoice_no", "day", "country", "customer_id", "product"]
 SUMS = ["lines", "units", "revenue_milli"]
 COMBINE_EVERY = 16  # batches between two foldings of the partial sums (bounds the memory)
+SQLITE_WRITE_ROWS = 50_000
 
 
 def _ascii_upper(code: pl.Expr) -> pl.Expr:
@@ -243,34 +244,44 @@ class Accumulator:
             self._fold()
 
     def _fold(self) -> None:
-        def fold(frames: list[pl.DataFrame], key: list[str], sums: list[str]) -> list[pl.DataFrame]:
-            if len(frames) < 2:
-                return frames
-            return [pl.concat(frames).group_by(key).agg(pl.col(name).sum() for name in sums)]
-
-        self._invoices = fold(self._invoices, INVOICE_KEY, ["all_lines", *SUMS])
-        self._products = fold(self._products, PRODUCT_KEY, SUMS)
-        self._baskets = fold(self._baskets, BASKET_KEY, SUMS)
+        self._invoices = [_folded(self._invoices, INVOICE_KEY, ["all_lines", *SUMS]).collect()]
+        self._products = [_folded(self._products, PRODUCT_KEY, SUMS).collect()]
+        self._baskets = [_folded(self._baskets, BASKET_KEY, SUMS).collect()]
 
     def frames(self) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame] | None:
         """(sales_invoices, product_days, basket_items rows), in the tables' column order; None if no
-        line was added."""
-        self._fold()
+        line was added. Each is folded and shaped in one pass, and its partial sums let go
+        at once (the basket grain's copies had made this the import's peak of memory)."""
         if not self._invoices:
             return None
-        invoices = self._invoices[0].select(
-            "invoice_no",
-            "invoice_date",
-            pl.col("invoice_date").dt.date().alias("day"),
-            "country",
-            "customer_id",
-            (pl.col("invoice_no").str.slice(0, 1) == "C").alias("cancelled"),
-            "all_lines",
-            *(pl.col(name).cast(pl.Int64) for name in SUMS),
+        invoices = (
+            _folded(self._invoices, INVOICE_KEY, ["all_lines", *SUMS])
+            .select(
+                "invoice_no",
+                "invoice_date",
+                pl.col("invoice_date").dt.date().alias("day"),
+                "country",
+                "customer_id",
+                (pl.col("invoice_no").str.slice(0, 1) == "C").alias("cancelled"),
+                "all_lines",
+                *(pl.col(name).cast(pl.Int64) for name in SUMS),
+            )
+            .collect()
         )
-        products = self._products[0].select(*PRODUCT_KEY, *(pl.col(name).cast(pl.Int64) for name in SUMS))
-        baskets = self._baskets[0].select(*BASKET_KEY, *(pl.col(name).cast(pl.Int64) for name in SUMS))
+        self._invoices = []
+        products, baskets = (
+            _folded(partial, key, SUMS).select(*key, *(pl.col(name).cast(pl.Int64) for name in SUMS)).collect()
+            for partial, key in ((self._products, PRODUCT_KEY), (self._baskets, BASKET_KEY))
+        )
+        self._products, self._baskets = [], []
         return invoices, products, baskets
+
+
+def _folded(frames: list[pl.DataFrame], key: list[str], sums: list[str]) -> pl.LazyFrame:
+    """The partial sums of `frames` summed per `key` (lazily: the caller collects)."""
+    if len(frames) < 2:
+        return (frames[0] if frames else pl.DataFrame()).lazy()
+    return pl.concat(frames).lazy().group_by(key).agg(pl.col(name).sum() for name in sums)
 
 
 async def write(connection: Any, postgres: bool, accumulator: Accumulator) -> None:
@@ -282,9 +293,11 @@ async def write(connection: Any, postgres: bool, accumulator: Accumulator) -> No
         columns = frame.columns
         if postgres:
             await connection.copy_records_to_table(table, records=frame.iter_rows(), columns=columns, timeout=3600)
-        else:  # SQLite keeps days and timestamps as text, as Piccolo writes them
-            text = frame.with_columns(
-                pl.col(pl.Date).dt.to_string("%Y-%m-%d"), pl.col(pl.Datetime).dt.strftime("%Y-%m-%d %H:%M:%S")
-            )
-            marks = ", ".join("?" * len(columns))
-            await connection.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", text.rows())
+        else:
+            insert = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+            # a chunk's rows at a time: the Python tuples of the whole basket grain took 200 MB
+            for chunk in frame.iter_slices(SQLITE_WRITE_ROWS):
+                text = chunk.with_columns(  # SQLite keeps days and timestamps as text, as Piccolo writes them
+                    pl.col(pl.Date).dt.to_string("%Y-%m-%d"), pl.col(pl.Datetime).dt.strftime("%Y-%m-%d %H:%M:%S")
+                )
+                await connection.executemany(insert, text.rows())
