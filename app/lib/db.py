@@ -133,6 +133,9 @@ def database_error_message(error: BaseException) -> str | None:
         isinstance(error, OSError) and error.errno in _UNREACHABLE
     ):
         return f"cannot reach the database ({error}); is PostgreSQL running and DATABASE_URL right?"
+    if isinstance(error, asyncpg.InterfaceError) and any(word in str(error) for word in ("closed", "closing")):
+        # a pooled connection the server ended (PostgreSQL stopping), or the pool shutting down
+        return f"lost the connection to the database ({error}); is PostgreSQL running?"
     if isinstance(error, asyncpg.PostgresError):
         return f"the database refused the operation: {str(error).splitlines()[0]}"
     if type(error).__module__.startswith("adbc_driver_manager") and isinstance(error, Exception):

@@ -16,6 +16,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import polars as pl
 
 from app.ingest.service import TAG_QUERY, dataset_tag, tag_of
+from app.lib.errors import AppError
 from app.lib.settings import Settings
 from app.metrics import customers
 from app.metrics.analytics import BASKET_SCHEMA, INVOICE_SCHEMA, PRODUCT_SCHEMA, Dataset, prepare, prepare_baskets
@@ -27,8 +28,11 @@ _BACKGROUND = ThreadPoolExecutor(max_workers=2, thread_name_prefix="basket-grain
 CONNECT_TIMEOUT_SECONDS = 5
 
 
-class DatasetChanged(Exception):
-    """An import committed while the shapes were read three times in a row."""
+class DatasetChanged(AppError):
+    """An import committed while the shapes were read (three times in a row, or between the
+    basket grain's snapshot and the others')."""
+
+    status_code = 503
 
 
 def adbc_uri(database_url: str) -> str:

@@ -98,4 +98,8 @@ def test_a_database_lost_mid_query_or_by_the_shapes_reader_is_a_clear_line_not_a
         "IO: [libpq] could not connect to server: Connection refused", status_code=AdbcStatusCode.IO
     )
     assert "cannot read from the database" in (database_error_message(adbc) or "")
+    closed = asyncpg.exceptions.InterfaceError("connection is closed")  # a pooled one the server ended
+    assert "lost the connection" in (database_error_message(closed) or "")
+    misuse = asyncpg.exceptions.InterfaceError("the server expects 2 arguments for this query, 1 was passed")
+    assert database_error_message(misuse) is None  # a bug, not an outage
     assert database_error_message(ValueError("a bug")) is None  # anything else stays a 500, with its traceback
