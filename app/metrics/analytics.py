@@ -109,6 +109,9 @@ class InvalidParameter(MetricsError):
 
 
 class ShapesUnavailable(MetricsError):
+    """The basket grain's background read failed (the database went away, or an import
+    committed between its snapshot and the other shapes'): the next request reads again."""
+
     status_code = 503
 
 
@@ -228,7 +231,7 @@ def prepare_baskets(invoices: pl.DataFrame, baskets: pl.DataFrame) -> pl.DataFra
         number.str.starts_with("C").alias("cancelled"),
     )
     if plain:
-        rows = rows.with_columns(number.cast(pl.Int64).alias("order_id"))
+        rows = rows.with_columns(order_id.alias("order_id"))
     else:  # the invoices' own dense rank
         numbers = invoices.lazy().select("invoice_no", order_id.alias("order_id")).unique("invoice_no")
         rows = rows.join(numbers, on="invoice_no", how="left")
@@ -253,7 +256,7 @@ def prepare(
     names, country = _countries(invoices)
     _, order_id = _order_ids(invoices)
     rows = invoices.lazy().with_columns(pl.col("country").cast(country), order_id.alias("order_id"))
-    # the loader reads the rows by invoice_date: then sorting (a copy of everything) is skipped
+    # rows already in invoice_date order are not sorted again (a copy of everything)
     in_order = invoices.get_column("invoice_date").is_sorted()
     sales = (
         rows.filter(~pl.col("cancelled") & (pl.col("lines") > 0))

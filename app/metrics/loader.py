@@ -1,4 +1,5 @@
-"""Read the data shapes (app/ingest/shapes.py) into Polars frames: ADBC on PostgreSQL, sqlite3 on SQLite.
+"""Read the data shapes (app/ingest/shapes.py) into Polars frames: ADBC on PostgreSQL, SQLite's
+JSON functions on SQLite; the basket grain in the background, in a snapshot of its own.
 
 Never the raw lines: what a process holds grows with invoices, with products x days x
 countries, and with the distinct products of each invoice (the basket grain, which the pairs
@@ -51,11 +52,15 @@ class Snapshot:
         if settings.is_postgres:
             from adbc_driver_postgresql import dbapi  # type: ignore[import-untyped]
 
-            self._connection = dbapi.connect(adbc_uri(settings.database_url))
-            self._cursor = self._connection.cursor()
-            # REPEATABLE READ: every read sees the same commit
-            self._cursor.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             self._sqlite: sqlite3.Connection | None = None
+            self._connection = dbapi.connect(adbc_uri(settings.database_url))
+            try:
+                self._cursor = self._connection.cursor()
+                # REPEATABLE READ: every read sees the same commit
+                self._cursor.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            except BaseException:
+                self._connection.close()
+                raise
         else:
             self._sqlite = sqlite3.connect(f"file:{settings.sqlite_path}?mode=ro", uri=True, timeout=30)
             self._sqlite.execute("BEGIN")  # WAL: the reads' snapshot is the first read's
