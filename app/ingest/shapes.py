@@ -250,8 +250,8 @@ class Accumulator:
 
     def frames(self) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame] | None:
         """(sales_invoices, product_days, basket_items rows), in the tables' column order; None if no
-        line was added. Each is folded and shaped in one pass, and its partial sums let go
-        at once (the basket grain's copies had made this the import's peak of memory)."""
+        line was added. Called once: each is folded and shaped in one pass, and its partial
+        sums let go at once (the basket grain's copies had made this the import's peak of memory)."""
         if not self._invoices:
             return None
         invoices = (
