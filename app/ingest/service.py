@@ -667,6 +667,10 @@ async def dataset_status(limit: int = 50) -> DatasetStatus:
 DATASET_CHANNEL = "shop_dataset"  # PostgreSQL NOTIFY channel of committed imports
 
 
+# the latest import's version and start, which name the stored data (every reader of the tag uses it)
+TAG_QUERY = "SELECT dataset_version, started_at FROM imports ORDER BY dataset_version DESC LIMIT 1"
+
+
 async def dataset_tag() -> str:
     """Names the stored data: changes with every import, and also when the imports table is
     emptied or restored and versions start again (so a cached result can never be mistaken)."""
@@ -676,16 +680,9 @@ async def dataset_tag() -> str:
             row = await connection.fetchrow(TAG_QUERY)
         latest = dict(row) if row else None
     else:
-        latest = (
-            await Import.select(Import.dataset_version, Import.started_at)
-            .order_by(Import.dataset_version, ascending=False)
-            .first()
-            .run()
-        )
+        rows = await Import.raw(TAG_QUERY).run()
+        latest = rows[0] if rows else None
     return tag_of(latest["dataset_version"], latest["started_at"]) if latest else "0"
-
-
-TAG_QUERY = "SELECT dataset_version, started_at FROM imports ORDER BY dataset_version DESC LIMIT 1"
 
 
 def tag_of(version: int, started: object) -> str:

@@ -622,11 +622,7 @@ def descriptions_of(rows: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
 
 def top_products(ds: Dataset, filters: Filters) -> list[Product]:
     """The ten best-selling products in the filters (postage, fees and vouchers excluded)."""
-    return [_product(row) for row in _top_products(_product_scope(ds, filters), []).iter_rows(named=True)]
-
-
-def _product_scope(ds: Dataset, filters: Filters) -> pl.DataFrame:
-    return shape_in(ds, "products", filters)
+    return [_product(row) for row in _top_products(shape_in(ds, "products", filters), []).iter_rows(named=True)]
 
 
 def shape_in(ds: Dataset, shape: str, filters: Filters) -> pl.DataFrame:
@@ -670,7 +666,7 @@ def country_details(
 def _details(ds: Dataset, filters: Filters, names: list[str], currency: str) -> list[CountryDetail]:
     dates = Filters(start=filters.start, end=filters.end)
     sales, cancellations = _scope(ds, dates)
-    products = _product_scope(ds, dates)
+    products = shape_in(ds, "products", dates)
     ranked = _by_country(sales, span=True)  # rank among all countries, by revenue
     if len(names) < len(ds.countries):
         sales = sales.filter(pl.col("country").is_in(names))

@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from app.ingest.service import dataset_tag, import_file
+from app.ingest.service import dataset_tag
 from app.lib.cache import make_cache
 from app.lib.settings import get_settings
 from app.metrics import loader
@@ -26,13 +26,7 @@ from tests.helpers import stored_shapes
 pytestmark = pytest.mark.usefixtures("empty_db")
 
 
-async def load_small(tmp_path: Path) -> None:
-    (tmp_path / "first.csv").write_text(small_data.FIRST)
-    await import_file(tmp_path / "first.csv")
-
-
-async def test_the_basket_grain_is_read_in_the_background_in_the_same_version(tmp_path):
-    await load_small(tmp_path)
+async def test_the_basket_grain_is_read_in_the_background_in_the_same_version(small):
     tag = await dataset_tag()
     invoices, products, baskets = await asyncio.to_thread(loader.read_shapes, get_settings(), tag)
     dataset = prepare(invoices, products, tag, baskets)
@@ -53,8 +47,7 @@ async def test_the_basket_grain_is_read_in_the_background_in_the_same_version(tm
     assert sorted(read.rows()) == stored and len(stored) > 0
 
 
-async def test_a_basket_grain_of_another_version_breaks_the_dataset_and_it_is_read_again(tmp_path):
-    await load_small(tmp_path)
+async def test_a_basket_grain_of_another_version_breaks_the_dataset_and_it_is_read_again(small):
     settings = get_settings()
     loads, datasets = [], []
 
