@@ -86,22 +86,21 @@ def measure_compute(rounds: int) -> dict:
     from app.metrics import analytics, loader
 
     settings = get_settings()
-    invoices, products, baskets = loader.read_shapes(settings)
-    tag = asyncio.run(loader.dataset_tag())
+    shapes, tag = loader.read_shapes(settings)
     cold: dict[str, list[float]] = {name: [] for name in COLD_VIEWS}
     loads: dict[str, list[float]] = {"frames": [], "frames and customer aggregate": []}
     for _ in range(rounds):
         for name in COLD_VIEWS:  # alternating: every view's cold figure in each round
             started = time.perf_counter()
-            analytics.prepare(invoices, products, tag, baskets)
+            analytics.prepare(shapes, tag)
             loads["frames"].append(time.perf_counter() - started)
             started = time.perf_counter()
-            dataset = loader._prepared(invoices, products, baskets, tag)
+            dataset = loader.prepared(shapes, tag)
             loads["frames and customer aggregate"].append(time.perf_counter() - started)
             started = time.perf_counter()
             _compute(name, dataset, (None, None, None))
             cold[name].append(time.perf_counter() - started)
-    dataset = loader._prepared(invoices, products, baskets, tag)
+    dataset = loader.prepared(shapes, tag)
     misses: dict[str, list[float]] = {name: [] for name in COLD_VIEWS}
     for flt in FILTERS:
         for name in COLD_VIEWS:
@@ -126,12 +125,11 @@ def measure_refresh(before: bool) -> dict:
     chosen = [view for view in views.VIEWS if not (before and view.name in NEW_VIEWS)]
 
     async def refresh() -> int:
-        tag = await loader.dataset_tag()
-        invoices, products, baskets = await asyncio.to_thread(loader.read_shapes, settings)
-        if before:  # before issue 15: the shapes of then, no customer aggregate
-            dataset = await asyncio.to_thread(analytics.prepare, invoices, products, tag)
+        shapes, tag = await asyncio.to_thread(loader.read_shapes, settings)
+        if before:  # before issue 15: no customer aggregate
+            dataset = await asyncio.to_thread(analytics.prepare, shapes, tag)
         else:
-            dataset = await asyncio.to_thread(loader._prepared, invoices, products, baskets, tag)
+            dataset = await asyncio.to_thread(loader.prepared, shapes, tag)
         count = 0
         for view in chosen:
             answers = await asyncio.to_thread(view.precompute, dataset, "GBP")

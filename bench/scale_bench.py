@@ -15,7 +15,8 @@ bench/scale_data.py (cached under bench/data/). For each size it prints:
 - the web process: seconds from start until its first answer (it reads the shapes),
   RSS settled and peak (VmHWM) after the misses below;
 - cache misses (each request a different filter): kpis for the United Kingdom over the
-  whole range; Germany's country page over 3 months; 8 concurrent whole-range kpis;
+  whole range; Germany's country page over 3 months; 8 concurrent whole-range kpis; the
+  product table (F5), the pairs (F6) and product pages over the whole range;
 - the transactions page: a deep page filtered by Germany (by number, and by its key), and
   with `q=heart`;
 - `litestar metrics refresh`: wall time and peak RSS (the worker runs the same code);
@@ -201,6 +202,14 @@ def measure(times: int, rounds: int) -> dict[str, str]:
         )
         rare = [ms(lambda p=p: get("/metrics/page", q="5363", page=p)) for p in (1, 2, 3)]
         figures["q=5363 (invoices and codes), pages 1-3 (median)"] = f"{statistics.median(rare):.1f} ms"
+        # the product views (issue 16): misses over the whole range, and pages of products not asked yet
+        f5 = [ms(lambda d=d: get("/metrics/products", end=f"2011-12-{d:02}")) for d in range(1, 1 + rounds)]
+        figures["miss: products (F5), whole range (median)"] = f"{statistics.median(f5):.1f} ms"
+        f6 = [ms(lambda d=d: get("/metrics/product-pairs", end=f"2011-12-{d:02}")) for d in range(1, 1 + rounds)]
+        figures["miss: product pairs (F6), whole range (median)"] = f"{statistics.median(f6):.1f} ms"
+        codes = ["22423", "85123A", "47566", "85099B", "23084", "POST", "22086", "84879", "79321", "22197"]
+        pages = [ms(lambda c=c: get(f"/metrics/products/{c}")) for c in codes[:rounds]]
+        figures["miss: a product's page, whole range (median)"] = f"{statistics.median(pages):.1f} ms"
         time.sleep(1)
         figures["web RSS settled / peak"] = f"{status(web.pid, 'VmRSS'):.0f} / {status(web.pid, 'VmHWM'):.0f} MB"
 

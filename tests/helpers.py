@@ -11,6 +11,7 @@ import contextlib
 import csv
 import datetime
 import io
+import json
 import os
 import re
 import shutil
@@ -138,36 +139,29 @@ def _moment(value: object) -> datetime.datetime:
     return value if isinstance(value, datetime.datetime) else datetime.datetime.fromisoformat(str(value)[:19])
 
 
+def _basket(stored: object, keys: dict[int, str]) -> tuple[str, ...]:
+    """A stored basket (PostgreSQL: a list of ids; SQLite: JSON text) as its sorted keys."""
+    ids = json.loads(stored) if isinstance(stored, str) else stored
+    return tuple(sorted(keys[id_] for id_ in ids))
+
+
 async def stored_shapes() -> tuple[list[tuple], list[tuple], list[tuple]]:
-    """The shapes as stored, normalised and sorted (the engines store days and flags differently)."""
+    """The shapes as stored, normalised and sorted (the engines store days, flags and lists
+    differently); each invoice row ends with its basket's keys."""
     from app.ingest.tables import Transaction
 
+    keys = {row["id"]: row["key"] for row in await Transaction.raw("SELECT id, key FROM product_keys").run()}
+    assert len(set(keys.values())) == len(keys), "a product key is stored twice"
     invoices = await Transaction.raw(
-        "SELECT invoice_no, invoice_date, country, customer_id, cancelled, all_lines, lines, units, revenue_milli, day"
-        " FROM sales_invoices"
+        "SELECT invoice_no, invoice_date, country, customer_id, cancelled, all_lines, lines, units, revenue_milli, day,"
+        " products FROM sales_invoices"
     ).run()
     products = await Transaction.raw(
         "SELECT day, country, product, description, lines, units, revenue_milli FROM product_days"
     ).run()
-    baskets = await Transaction.raw(
-        "SELECT invoice_no, day, country, customer_id, product, lines, units, revenue_milli FROM basket_items"
+    returns = await Transaction.raw(
+        "SELECT day, country, product, lines, units, revenue_milli FROM product_returns"
     ).run()
-    basket_rows = sorted(
-        (
-            (
-                r["invoice_no"],
-                _date(r["day"]),
-                r["country"],
-                r["customer_id"],
-                r["product"],
-                int(r["lines"]),
-                int(r["units"]),
-                int(r["revenue_milli"]),
-            )
-            for r in baskets
-        ),
-        key=repr,
-    )
     invoice_rows = sorted(
         (
             (
@@ -181,6 +175,7 @@ async def stored_shapes() -> tuple[list[tuple], list[tuple], list[tuple]]:
                 int(r["units"]),
                 int(r["revenue_milli"]),
                 _date(r["day"]),
+                _basket(r["products"], keys),
             )
             for r in invoices
         ),
@@ -201,7 +196,14 @@ async def stored_shapes() -> tuple[list[tuple], list[tuple], list[tuple]]:
         ),
         key=repr,
     )
-    return invoice_rows, product_rows, basket_rows
+    return_rows = sorted(
+        (
+            (_date(r["day"]), r["country"], r["product"], int(r["lines"]), int(r["units"]), int(r["revenue_milli"]))
+            for r in returns
+        ),
+        key=repr,
+    )
+    return invoice_rows, product_rows, return_rows
 
 
 async def expected_shapes() -> tuple[list[tuple], list[tuple], list[tuple]]:
@@ -219,34 +221,40 @@ async def expected_shapes() -> tuple[list[tuple], list[tuple], list[tuple]]:
         Transaction.country,
     ).run()
     invoices: dict[tuple, list[int]] = {}
+    baskets: dict[tuple, set[str]] = {}
     products: dict[tuple, list[int]] = {}
-    baskets: dict[tuple, list[int]] = {}
+    returns: dict[tuple, list[int]] = {}
     for line in lines:
         number, quantity, at = line["invoice_no"], line["quantity"], _moment(line["invoice_date"])
         price_milli = round(line["unit_price"] * 1000)
         cancelled = number.startswith("C")
         sale = number[:1] not in ("C", "A") and quantity > 0 and line["unit_price"] > 0
-        totals = invoices.setdefault((number, at, line["country"], line["customer_id"], cancelled), [0, 0, 0, 0])
+        invoice = (number, at, line["country"], line["customer_id"], cancelled)
+        totals = invoices.setdefault(invoice, [0, 0, 0, 0])
+        basket = baskets.setdefault(invoice, set())
         totals[0] += 1
         code = "".join(c.upper() if "a" <= c <= "z" else c for c in line["stock_code"])  # ASCII letters only
         if cancelled or sale:
             totals[1] += 1
             totals[2] += quantity
             totals[3] += quantity * price_milli
-            basket = baskets.setdefault((number, at.date(), line["country"], line["customer_id"], code), [0, 0, 0])
-            basket[0] += 1
-            basket[1] += quantity
-            basket[2] += quantity * price_milli
+        if cancelled:
+            returned = returns.setdefault((at.date(), line["country"], code), [0, 0, 0])
+            returned[0] += 1
+            returned[1] += quantity
+            returned[2] += quantity * price_milli
         if sale:
-            key = (at.date(), line["country"], code, line["description"])
-            product = products.setdefault(key, [0, 0, 0])
+            basket.add(code)
+            product = products.setdefault((at.date(), line["country"], code, line["description"]), [0, 0, 0])
             product[0] += 1
             product[1] += quantity
             product[2] += quantity * price_milli
-    invoice_rows = sorted((key + tuple(v) + (key[1].date(),) for key, v in invoices.items()), key=repr)
+    invoice_rows = sorted(
+        (key + tuple(v) + (key[1].date(), tuple(sorted(baskets[key]))) for key, v in invoices.items()), key=repr
+    )
     product_rows = sorted((key + tuple(v) for key, v in products.items()), key=repr)
-    basket_rows = sorted((key + tuple(v) for key, v in baskets.items()), key=repr)
-    return invoice_rows, product_rows, basket_rows
+    return_rows = sorted((key + tuple(v) for key, v in returns.items()), key=repr)
+    return invoice_rows, product_rows, return_rows
 
 
 async def assert_shapes_exact() -> None:
@@ -254,7 +262,7 @@ async def assert_shapes_exact() -> None:
     stored, expected = await stored_shapes(), await expected_shapes()
     assert stored[0] == expected[0], "sales_invoices differs from its lines"
     assert stored[1] == expected[1], "product_days differs from its lines"
-    assert stored[2] == expected[2], "basket_items differs from its lines"
+    assert stored[2] == expected[2], "product_returns differs from its lines"
 
 
 async def snapshot() -> tuple:

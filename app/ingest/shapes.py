@@ -1,20 +1,23 @@
 """The data shapes the views read instead of the raw lines, kept exact by the importer.
 
-Three tables, each a pure aggregate of the `transactions` table:
+Three tables, each a pure aggregate of the `transactions` table, and a dictionary:
 
 - `sales_invoices`, the invoice grain: one row per invoice, timestamp, country and customer
   (in real exports an invoice has one of each, give or take a minute). A cancellation's
   (C...) row sums all its lines; another invoice's row sums its sales lines only (METRICS.md
   "Sales lines"), and has `lines` 0 if it has none (so every stored country has a row);
   `all_lines` counts every stored line (the Data page's count, without a scan of the lines).
+  `products` lists the distinct product keys of its sales lines, as `product_keys` ids: the
+  basket, which the product views count (orders and customers per product, pairs bought
+  together). As integers in the invoice's row it costs a few bytes per sales line, where a
+  row per invoice and product (the first design) cost about 40 in every process.
   KPIs, series, countries and the transactions page's positions read it.
 - `product_days`, the product grain: one row per day, country, product key (the stock code
   upper-cased) and description, over the sales lines. Top products read it.
-- `basket_items`, the basket grain: one row per invoice, day, country, customer and product
-  key, over the sales and cancellation lines: what was bought (or returned) together, by whom.
-  The product views read it (orders and customers per product, returns, pairs bought
-  together). Unlike the other two it grows with the lines (one row per distinct product of an
-  invoice, about 97 % of the sales lines): a basket's contents are the figure.
+- `product_returns`, the returns grain: one row per day, country and product key, over the
+  cancellation lines (their units and revenue are negative). The product views read it.
+- `product_keys`: every product key ever stored, with its id (never renumbered, so stored
+  baskets stay valid; an import adds the new keys).
 
 All three are maintained inside the import's own transaction, one of two ways:
 
@@ -36,9 +39,13 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from typing import Any
 
+import numpy as np
 import polars as pl
 
-SHAPES = ("sales_invoices", "product_days", "basket_items")
+from app.lib.lists import renumbered
+
+SHAPES = ("sales_invoices", "product_days", "product_returns")
+KEYS_TABLE = "product_keys"
 
 # The cleaning rules of METRICS.md in SQL, the same on both engines. substr, not LIKE:
 # SQLite's LIKE ignores case, and "c123" is not a cancellation.
@@ -54,11 +61,14 @@ _ENGINE_SQL = {
         "day": "CAST(invoice_date AS DATE)",
         # the C collation upper-cases ASCII letters only, as SQLite's upper() does
         "product": 'upper(stock_code COLLATE "C")',
+        # a sales invoice's basket: its sales lines' distinct key ids
+        "basket": f"COALESCE(array_agg(DISTINCT k.id) FILTER (WHERE {SALES}), ARRAY[]::INTEGER[])",
     },
     "sqlite": {
         "price_milli": "CAST(ROUND(unit_price * 1000) AS INTEGER)",
         "day": "substr(invoice_date, 1, 10)",
         "product": "upper(stock_code)",
+        "basket": f"json_group_array(DISTINCT k.id) FILTER (WHERE {SALES})",  # JSON text: '[3,17]'
     },
 }
 
@@ -78,33 +88,66 @@ def product_key(postgres: bool) -> str:
 
 
 def statements(postgres: bool) -> list[str]:
-    """Delete and recompute the shapes for the days in [lo, hi) (parameters `lo`, `hi`)."""
+    """Delete and recompute the shapes for the days in [lo, hi) (parameters `lo`, `hi`); the
+    keys of their sales lines must be in `product_keys` already (`ensure_keys`)."""
     sql = _sql(postgres)
-    day, price = sql["day"], sql["price_milli"]
+    day, price, product = sql["day"], sql["price_milli"], sql["product"]
     lo, hi = ("$1::date", "$2::date") if postgres else (":lo", ":hi")
     lines = f"invoice_date >= {lo} AND invoice_date < {hi}"
     return [
-        f"DELETE FROM sales_invoices WHERE day >= {lo} AND day < {hi}",
-        f"DELETE FROM product_days WHERE day >= {lo} AND day < {hi}",
-        f"""INSERT INTO sales_invoices
-            (invoice_no, invoice_date, day, country, customer_id, cancelled, all_lines, lines, units, revenue_milli)
+        *(f"DELETE FROM {table} WHERE day >= {lo} AND day < {hi}" for table in SHAPES),
+        f"""INSERT INTO sales_invoices (invoice_no, invoice_date, day, country, customer_id, cancelled,
+                                        all_lines, lines, units, revenue_milli, products)
             SELECT invoice_no, invoice_date, {day}, country, customer_id, {CANCELLED}, COUNT(*),
                    COUNT(CASE WHEN {COUNTED} THEN 1 END),
                    COALESCE(SUM(CASE WHEN {COUNTED} THEN quantity END), 0),
-                   COALESCE(SUM(CASE WHEN {COUNTED} THEN quantity * {price} END), 0)
-            FROM transactions WHERE {lines}
+                   COALESCE(SUM(CASE WHEN {COUNTED} THEN quantity * {price} END), 0),
+                   {sql["basket"]}
+            FROM transactions LEFT JOIN product_keys AS k ON k.key = {product}
+            WHERE {lines}
             GROUP BY invoice_no, invoice_date, country, customer_id""",
         f"""INSERT INTO product_days (day, country, product, description, lines, units, revenue_milli)
-            SELECT {day}, country, {sql["product"]}, description, COUNT(*), SUM(quantity), SUM(quantity * {price})
+            SELECT {day}, country, {product}, description, COUNT(*), SUM(quantity), SUM(quantity * {price})
             FROM transactions WHERE {lines} AND {SALES}
-            GROUP BY {day}, country, {sql["product"]}, description""",
-        f"DELETE FROM basket_items WHERE day >= {lo} AND day < {hi}",
-        f"""INSERT INTO basket_items (invoice_no, day, country, customer_id, product, lines, units, revenue_milli)
-            SELECT invoice_no, {day}, country, customer_id, {sql["product"]}, COUNT(*), SUM(quantity),
-                   SUM(quantity * {price})
-            FROM transactions WHERE {lines} AND {COUNTED}
-            GROUP BY invoice_no, {day}, country, customer_id, {sql["product"]}""",
+            GROUP BY {day}, country, {product}, description""",
+        f"""INSERT INTO product_returns (day, country, product, lines, units, revenue_milli)
+            SELECT {day}, country, {product}, COUNT(*), SUM(quantity), SUM(quantity * {price})
+            FROM transactions WHERE {lines} AND {CANCELLED}
+            GROUP BY {day}, country, {product}""",
     ]
+
+
+def keys_sql(postgres: bool) -> str:
+    """The distinct product keys of the sales lines in [lo, hi)."""
+    lo, hi = ("$1::date", "$2::date") if postgres else (":lo", ":hi")
+    return (
+        f"SELECT DISTINCT {product_key(postgres)} AS key FROM transactions"
+        f" WHERE invoice_date >= {lo} AND invoice_date < {hi} AND {SALES}"
+    )
+
+
+async def _fetch(connection: Any, postgres: bool, query: str, args: dict[str, Any] | None = None) -> list[tuple]:
+    """Rows of `query` on the import's connection (asyncpg's, or aiosqlite's with named parameters)."""
+    if postgres:
+        return [tuple(row) for row in await connection.fetch(query, *(args or {}).values())]
+    cursor = await connection.execute(query, args or {})
+    return [tuple(row.values()) if isinstance(row, dict) else tuple(row) for row in await cursor.fetchall()]
+
+
+async def ensure_keys(connection: Any, postgres: bool, keys: list[str]) -> dict[str, int]:
+    """The `product_keys` id of each of `keys`, those not stored yet added (imports run one at a
+    time, so the next ids are free)."""
+    known = {key: id_ for id_, key in await _fetch(connection, postgres, f"SELECT id, key FROM {KEYS_TABLE}")}
+    new = sorted(set(keys) - known.keys())
+    first = max(known.values(), default=0) + 1
+    added = [(first + offset, key) for offset, key in enumerate(new)]
+    if added:
+        if postgres:
+            await connection.copy_records_to_table(KEYS_TABLE, records=added, columns=["id", "key"])
+        else:
+            await connection.executemany(f"INSERT INTO {KEYS_TABLE} (id, key) VALUES (?, ?)", added)
+    known.update((key, id_) for id_, key in added)
+    return known
 
 
 Days = tuple[date, date]  # [first day, the day after the last)
@@ -137,16 +180,21 @@ async def refresh_days(connection: Any, postgres: bool, days: Days | None) -> No
     if days is None:
         return
     lo, hi = days
+    # SQLite stores days and timestamps as text, which compares in date order
+    args: dict[str, Any] = {"lo": lo, "hi": hi} if postgres else {"lo": lo.isoformat(), "hi": hi.isoformat()}
+    await ensure_keys(
+        connection, postgres, [key for (key,) in await _fetch(connection, postgres, keys_sql(postgres), args)]
+    )
     for statement in statements(postgres):
         if postgres:
             await connection.execute(statement, lo, hi, timeout=3600)
-        else:  # SQLite stores days and timestamps as text, which compares in date order
-            await connection.execute(statement, {"lo": lo.isoformat(), "hi": hi.isoformat()})
+        else:
+            await connection.execute(statement, args)
 
 
 async def clear(connection: Any) -> None:
-    """Empty the shapes (replace all data)."""
-    for table in SHAPES:
+    """Empty the shapes and the key dictionary (replace all data)."""
+    for table in (*SHAPES, KEYS_TABLE):
         await connection.execute(f"DELETE FROM {table}")
 
 
@@ -171,8 +219,9 @@ async def stored_on(connection: Any, postgres: bool, days: Days) -> bool:
 
 INVOICE_KEY = ["invoice_no", "invoice_date", "country", "customer_id"]
 PRODUCT_KEY = ["day", "country", "product", "description"]
-BASKET_KEY = ["invoice_no", "day", "country", "customer_id", "product"]
+RETURN_KEY = ["day", "country", "product"]
 SUMS = ["lines", "units", "revenue_milli"]
+INVOICE_SUMS = ["all_lines", *SUMS]
 COMBINE_EVERY = 16  # batches between two foldings of the partial sums (bounds the memory)
 SQLITE_WRITE_ROWS = 50_000
 
@@ -187,12 +236,20 @@ def _ascii_upper(code: pl.Expr) -> pl.Expr:
 
 class Accumulator:
     """The shapes of the lines that pass through `add` (the importer's valid rows, typed),
-    summed per batch and folded together now and then."""
+    summed per batch and folded together now and then. Baskets hold the keys' local numbers
+    (`keys`, in first-seen order) until `write` knows their stored ids."""
 
     def __init__(self) -> None:
         self._invoices: list[pl.DataFrame] = []
         self._products: list[pl.DataFrame] = []
-        self._baskets: list[pl.DataFrame] = []
+        self._returns: list[pl.DataFrame] = []
+        self.keys: dict[str, int] = {}  # product key -> local number
+
+    def _numbered(self, keys: pl.Series) -> pl.Series:
+        """Each key's local number, new keys numbered as they come."""
+        for key in keys.unique().to_list():
+            self.keys.setdefault(key, len(self.keys))
+        return keys.replace_strict(self.keys, return_dtype=pl.UInt32)
 
     def add(self, rows: pl.DataFrame) -> None:
         first = pl.col("invoice_no").str.slice(0, 1)
@@ -200,62 +257,49 @@ class Accumulator:
         sale = ~first.is_in(["C", "A"]) & (pl.col("quantity") > 0) & (pl.col("unit_price") > 0)
         counted = cancelled | sale
         revenue = pl.col("quantity").cast(pl.Int64) * (pl.col("unit_price") * 1000).cast(pl.Int64)
-        lines = rows.lazy().with_columns(revenue.alias("revenue"), counted.alias("counted"), sale.alias("sale"))
+        keys = rows.select(_ascii_upper(pl.col("stock_code")).alias("product")).to_series()
+        lines = rows.lazy().with_columns(
+            keys,
+            self._numbered(keys).alias("key"),
+            revenue.alias("revenue"),
+            counted.alias("counted"),
+            sale.alias("sale"),
+        )
         invoices = lines.group_by(INVOICE_KEY).agg(
             pl.len().alias("all_lines"),
             pl.col("counted").sum().alias("lines"),
             pl.col("quantity").filter(pl.col("counted")).sum().alias("units"),
             pl.col("revenue").filter(pl.col("counted")).sum().alias("revenue_milli"),
+            pl.col("key").filter(pl.col("sale")).unique().alias("products"),
         )
-        products = (
-            lines.filter(pl.col("sale"))
-            .group_by(
-                pl.col("invoice_date").dt.date().alias("day"),
-                "country",
-                _ascii_upper(pl.col("stock_code")).alias("product"),
-                "description",
-            )
-            .agg(
-                pl.len().alias("lines"),
-                pl.col("quantity").sum().alias("units"),
-                pl.col("revenue").sum().alias("revenue_milli"),
-            )
+        sums = (
+            pl.len().alias("lines"),
+            pl.col("quantity").sum().alias("units"),
+            pl.col("revenue").sum().alias("revenue_milli"),
         )
-        baskets = (
-            lines.filter(pl.col("counted"))
-            .group_by(
-                "invoice_no",
-                pl.col("invoice_date").dt.date().alias("day"),
-                "country",
-                "customer_id",
-                _ascii_upper(pl.col("stock_code")).alias("product"),
-            )
-            .agg(
-                pl.len().alias("lines"),
-                pl.col("quantity").sum().alias("units"),
-                pl.col("revenue").sum().alias("revenue_milli"),
-            )
-        )
-        invoice_frame, product_frame, basket_frame = pl.collect_all([invoices, products, baskets])
+        day = pl.col("invoice_date").dt.date().alias("day")
+        products = lines.filter(pl.col("sale")).group_by(day, "country", "product", "description").agg(*sums)
+        returns = lines.filter(cancelled).group_by(day, "country", "product").agg(*sums)
+        invoice_frame, product_frame, return_frame = pl.collect_all([invoices, products, returns])
         self._invoices.append(invoice_frame)
         self._products.append(product_frame)
-        self._baskets.append(basket_frame)
+        self._returns.append(return_frame)
         if len(self._products) >= COMBINE_EVERY:
             self._fold()
 
     def _fold(self) -> None:
-        self._invoices = [_folded(self._invoices, INVOICE_KEY, ["all_lines", *SUMS]).collect()]
+        self._invoices = [_folded(self._invoices, INVOICE_KEY, INVOICE_SUMS, baskets=True).collect()]
         self._products = [_folded(self._products, PRODUCT_KEY, SUMS).collect()]
-        self._baskets = [_folded(self._baskets, BASKET_KEY, SUMS).collect()]
+        self._returns = [_folded(self._returns, RETURN_KEY, SUMS).collect()]
 
     def frames(self) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame] | None:
-        """(sales_invoices, product_days, basket_items rows), in the tables' column order; None if no
-        line was added. Called once: each is folded and shaped in one pass, and its partial
-        sums let go at once (the basket grain's copies had made this the import's peak of memory)."""
+        """(sales_invoices, product_days, product_returns rows), in the tables' column order, the
+        baskets as local key numbers; None if no line was added. Called once: each is folded
+        and shaped in one pass, and its partial sums let go at once."""
         if not self._invoices:
             return None
         invoices = (
-            _folded(self._invoices, INVOICE_KEY, ["all_lines", *SUMS])
+            _folded(self._invoices, INVOICE_KEY, INVOICE_SUMS, baskets=True)
             .select(
                 "invoice_no",
                 "invoice_date",
@@ -265,23 +309,27 @@ class Accumulator:
                 (pl.col("invoice_no").str.slice(0, 1) == "C").alias("cancelled"),
                 "all_lines",
                 *(pl.col(name).cast(pl.Int64) for name in SUMS),
+                "products",
             )
             .collect()
         )
         self._invoices = []
-        products, baskets = (
+        products, returns = (
             _folded(partial, key, SUMS).select(*key, *(pl.col(name).cast(pl.Int64) for name in SUMS)).collect()
-            for partial, key in ((self._products, PRODUCT_KEY), (self._baskets, BASKET_KEY))
+            for partial, key in ((self._products, PRODUCT_KEY), (self._returns, RETURN_KEY))
         )
-        self._products, self._baskets = [], []
-        return invoices, products, baskets
+        self._products, self._returns = [], []
+        return invoices, products, returns
 
 
-def _folded(frames: list[pl.DataFrame], key: list[str], sums: list[str]) -> pl.LazyFrame:
-    """The partial sums of `frames` summed per `key` (lazily: the caller collects)."""
+def _folded(frames: list[pl.DataFrame], key: list[str], sums: list[str], baskets: bool = False) -> pl.LazyFrame:
+    """The partial sums of `frames` summed per `key`, their baskets united (lazily: the caller collects)."""
     if len(frames) < 2:
         return (frames[0] if frames else pl.DataFrame()).lazy()
-    return pl.concat(frames).lazy().group_by(key).agg(pl.col(name).sum() for name in sums)
+    aggregates = [pl.col(name).sum() for name in sums]
+    if baskets:
+        aggregates.append(pl.col("products").list.explode(keep_nulls=False, empty_as_null=False).unique())
+    return pl.concat(frames).lazy().group_by(key).agg(aggregates)
 
 
 async def write(connection: Any, postgres: bool, accumulator: Accumulator) -> None:
@@ -289,13 +337,21 @@ async def write(connection: Any, postgres: bool, accumulator: Accumulator) -> No
     frames = accumulator.frames()
     if frames is None:
         return
-    for table, frame in zip(SHAPES, frames, strict=True):
+    invoices, products, returns = frames
+    local = list(accumulator.keys)  # in local-number order
+    ids = await ensure_keys(connection, postgres, local)
+    lookup = np.array([ids[key] for key in local] or [0], dtype=np.int32)
+    invoices = invoices.with_columns(renumbered(invoices.get_column("products"), lookup))
+    if not postgres:  # SQLite has no arrays: the basket is JSON text
+        baskets = pl.col("products").cast(pl.List(pl.String)).list.join(",")
+        invoices = invoices.with_columns(pl.format("[{}]", baskets).alias("products"))
+    for table, frame in zip(SHAPES, (invoices, products, returns), strict=True):
         columns = frame.columns
         if postgres:
             await connection.copy_records_to_table(table, records=frame.iter_rows(), columns=columns, timeout=3600)
         else:
             insert = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
-            # a chunk's rows at a time: the Python tuples of the whole basket grain took 200 MB
+            # a chunk's rows at a time: the Python tuples of a whole shape would all be held at once
             for chunk in frame.iter_slices(SQLITE_WRITE_ROWS):
                 text = chunk.with_columns(  # SQLite keeps days and timestamps as text, as Piccolo writes them
                     pl.col(pl.Date).dt.to_string("%Y-%m-%d"), pl.col(pl.Datetime).dt.strftime("%Y-%m-%d %H:%M:%S")

@@ -14,14 +14,15 @@ from zero, to 2 places.
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
+import numpy as np
 import polars as pl
 
 from app.lib.errors import AppError
+from app.lib.lists import renumbered
 from app.metrics.schemas import (
     Change,
     Comparison,
@@ -74,17 +75,17 @@ INVOICE_SCHEMA: dict[str, pl.DataType] = {
     "lines": pl.Int64(),
     "units": pl.Int64(),
     "revenue_milli": pl.Int64(),
+    "products": pl.List(pl.Int32()),  # the basket: product_keys ids
 }
-BASKET_SCHEMA: dict[str, pl.DataType] = {
-    "invoice_no": pl.String(),
+RETURN_SCHEMA: dict[str, pl.DataType] = {
     "day": pl.Date(),
     "country": pl.String(),
-    "customer_id": pl.Int64(),
     "product": pl.String(),
     "lines": pl.Int64(),
     "units": pl.Int64(),
     "revenue_milli": pl.Int64(),
 }
+KEY_SCHEMA: dict[str, pl.DataType] = {"id": pl.Int32(), "key": pl.String()}
 PRODUCT_SCHEMA: dict[str, pl.DataType] = {
     "day": pl.Date(),
     "country": pl.String(),
@@ -108,13 +109,6 @@ class InvalidParameter(MetricsError):
         self.name = name
 
 
-class ShapesUnavailable(MetricsError):
-    """The basket grain's background read failed (the database went away, or an import
-    committed between its snapshot and the other shapes'): the next request reads again."""
-
-    status_code = 503
-
-
 class UnknownCountry(MetricsError):
     status_code = 404
 
@@ -128,6 +122,15 @@ def tag_version(tag: str) -> int:
     return int(tag.split(".")[0])
 
 
+class Shapes(NamedTuple):
+    """The shapes as stored (app/ingest/shapes.py), as the loader reads them."""
+
+    invoices: pl.DataFrame  # INVOICE_SCHEMA
+    products: pl.DataFrame  # PRODUCT_SCHEMA
+    returns: pl.DataFrame  # RETURN_SCHEMA
+    keys: pl.DataFrame  # KEY_SCHEMA
+
+
 @dataclass(frozen=True)
 class Dataset:
     """One dataset version's shapes, prepared once (METRICS.md "Sales lines")."""
@@ -136,8 +139,12 @@ class Dataset:
     sales: pl.DataFrame  # the sales invoices (one row per invoice with sales lines), by invoice_date
     cancellations: pl.DataFrame  # the cancellation invoices, by day
     products: pl.DataFrame  # the product grain, by day: `code`, and `product` (null for postage, fees, vouchers)
-    # the basket grain (`baskets`), read and prepared while the other views already answer
-    basket_rows: Future[pl.DataFrame]
+    # `sales`' day, month, country, order_id and customer_id (the same buffers) and each
+    # invoice's basket, `products`: the ranks in `keys` of its sales lines' product keys
+    baskets: pl.DataFrame
+    keys: pl.Series  # every product key, in code-point order: a rank's key
+    key_is_product: pl.Series  # per rank, whether its key is a product (R4)
+    returns: pl.DataFrame  # the cancellation lines per day, country and `code` (`product` as above), positive
     countries: dict[str, str]  # casefolded name -> stored name, over every stored row
     # what the transactions search matches against: the distinct stock codes and descriptions,
     # lower-cased once, and whether every invoice number is digits only (then a `q` with
@@ -161,27 +168,13 @@ class Dataset:
         return found
 
     def of_country(self, shape: str, name: str) -> pl.DataFrame:
-        """The rows of `shape` ("sales" or "products") of the stored country `name`, in order."""
+        """The rows of `shape` ("sales", "products", "baskets" or "returns") of the stored
+        country `name`, in order."""
         key = (shape, name)
         rows = self._by_country.get(key)
         if rows is None:
             rows = self._by_country[key] = getattr(self, shape).filter(pl.col("country") == name)
         return rows
-
-    @property
-    def baskets(self) -> pl.DataFrame:
-        """The basket grain, by day: one row per invoice (`order_id`) and product `code` (an Enum
-        in code-point order), `product` as in `products`, `cancelled`, customer, units and
-        revenue. Waits for its read if it is still going (call it off the event loop)."""
-        try:
-            return self.basket_rows.result()
-        except Exception as error:  # the database went away meanwhile, say: the next request reads again
-            raise ShapesUnavailable(f"the basket grain could not be read ({error}); try again") from error
-
-    @property
-    def broken(self) -> bool:
-        """Whether the basket grain's read failed (then the dataset is read again)."""
-        return self.basket_rows.done() and self.basket_rows.exception() is not None
 
     @property
     def version(self) -> int:
@@ -213,46 +206,22 @@ def _countries(invoices: pl.DataFrame) -> tuple[list[str], pl.Enum]:
     return names, pl.Enum(names)
 
 
-def prepare_baskets(invoices: pl.DataFrame, baskets: pl.DataFrame) -> pl.DataFrame:
-    """The basket grain as the product views read it (Dataset.baskets), from the shapes as
-    stored (INVOICE_SCHEMA, BASKET_SCHEMA): product keys as an Enum in code-point order (pairs
-    compare and join on small integers; a < b on the codes is a < b on the keys), the
-    invoices' order ids, by day."""
-    invoices = invoices.cast(INVOICE_SCHEMA)  # type: ignore[arg-type]  # Polars' stubs want a narrower mapping type
-    baskets = baskets.cast(BASKET_SCHEMA)  # type: ignore[arg-type]
-    _, country = _countries(invoices)
-    plain, order_id = _order_ids(invoices)
-    number = pl.col("invoice_no")
-    key = pl.col("product").cast(pl.Enum(sorted(baskets.get_column("product").unique().to_list())))
-    rows = baskets.lazy().with_columns(
-        pl.col("country").cast(country),
-        key.alias("code"),
-        pl.when(not_a_product(pl.col("product"))).then(None).otherwise(key).alias("product"),
-        number.str.starts_with("C").alias("cancelled"),
-    )
-    if plain:
-        rows = rows.with_columns(order_id.alias("order_id"))
-    else:  # the invoices' own dense rank
-        numbers = invoices.lazy().select("invoice_no", order_id.alias("order_id")).unique("invoice_no")
-        rows = rows.join(numbers, on="invoice_no", how="left")
-    return rows.drop("invoice_no", "lines").sort("day").collect()
+def _ranked_baskets(baskets: pl.Series, keys: pl.DataFrame) -> tuple[pl.Series, pl.Series]:
+    """The baskets with each stored key id replaced by its key's rank in code-point order (so a
+    pair's a < b on ranks is a < b on the codes), as 16-bit integers while they fit; and the
+    keys by rank."""
+    ranked = keys.sort("key")
+    ids = ranked.get_column("id").to_numpy()
+    kind = np.uint16 if ranked.height <= 2**16 else np.uint32
+    lookup = np.zeros(int(ids.max()) + 1 if ranked.height else 1, dtype=kind)
+    lookup[ids] = np.arange(ranked.height, dtype=kind)
+    return renumbered(baskets, lookup), ranked.get_column("key")
 
 
-def prepare(
-    invoices: pl.DataFrame,
-    products: pl.DataFrame,
-    tag: str = "0",
-    baskets: pl.DataFrame | Future[pl.DataFrame] | None = None,
-) -> Dataset:
-    """The frames the figures read, from the shapes as stored (INVOICE_SCHEMA, PRODUCT_SCHEMA,
-    BASKET_SCHEMA; no baskets: none). `baskets` may be the prepared basket grain to come
-    (`prepare_baskets` running elsewhere): only the product views wait for it."""
-    if not isinstance(baskets, Future):
-        prepared = prepare_baskets(invoices, pl.DataFrame(schema=BASKET_SCHEMA) if baskets is None else baskets)
-        baskets = Future()
-        baskets.set_result(prepared)
-    invoices = invoices.cast(INVOICE_SCHEMA)  # type: ignore[arg-type]
-    products = products.cast(PRODUCT_SCHEMA)  # type: ignore[arg-type]
+def prepare(shapes: Shapes, tag: str = "0") -> Dataset:
+    """The frames the figures read, from the shapes as stored."""
+    invoices = shapes.invoices.cast(INVOICE_SCHEMA)  # type: ignore[arg-type]  # Polars' stubs want a narrower mapping type
+    products = shapes.products.cast(PRODUCT_SCHEMA)  # type: ignore[arg-type]
     names, country = _countries(invoices)
     _, order_id = _order_ids(invoices)
     rows = invoices.lazy().with_columns(pl.col("country").cast(country), order_id.alias("order_id"))
@@ -285,7 +254,23 @@ def prepare(
         )
         .sort("day")
     )
-    sales_frame, cancel_frame, product_frame = pl.collect_all([sales, cancellations, product_rows])
+    return_rows = (
+        shapes.returns.cast(RETURN_SCHEMA)  # type: ignore[arg-type]
+        .lazy()
+        .with_columns(
+            pl.col("country").cast(country),
+            code.alias("code"),
+            pl.when(not_a_product(code)).then(None).otherwise(code).alias("product"),
+            -pl.col("units"),
+            -pl.col("revenue_milli"),
+        )
+        .sort("day")
+    )
+    sales_frame, cancel_frame, product_frame, return_frame = pl.collect_all(
+        [sales, cancellations, product_rows, return_rows]
+    )
+    ranked, keys = _ranked_baskets(sales_frame.get_column("products"), shapes.keys.cast(KEY_SCHEMA))  # type: ignore[arg-type]
+    sales_frame = sales_frame.drop("products")
 
     def texts(column: str) -> pl.DataFrame:
         distinct = product_frame.select(pl.col(column).drop_nulls().unique())
@@ -296,7 +281,10 @@ def prepare(
         sales=sales_frame,
         cancellations=cancel_frame,
         products=product_frame,
-        basket_rows=baskets,
+        baskets=sales_frame.select("day", "month", "country", "order_id", "customer_id").with_columns(ranked),
+        keys=keys,
+        key_is_product=~keys.to_frame().select(not_a_product(pl.col("key"))).to_series(),
+        returns=return_frame,
         countries={name.casefold(): name for name in names},
         codes=texts("code"),
         descriptions=texts("description"),

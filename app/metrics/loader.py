@@ -1,9 +1,9 @@
-"""Read the data shapes (app/ingest/shapes.py) into Polars frames: ADBC on PostgreSQL, SQLite's
-JSON functions on SQLite; the basket grain in the background, in a snapshot of its own.
+"""Read the data shapes (app/ingest/shapes.py) into Polars frames, in one read-only snapshot:
+ADBC on PostgreSQL, SQLite's JSON functions on SQLite.
 
-Never the raw lines: what a process holds grows with invoices, with products x days x
-countries, and with the distinct products of each invoice (the basket grain, which the pairs
-bought together need); bench/README.md has the figures.
+Never the raw lines: what a process holds grows with invoices (and a few bytes per distinct
+product of each, the baskets) and with products x days x countries; bench/README.md has the
+figures.
 """
 
 from __future__ import annotations
@@ -11,29 +11,23 @@ from __future__ import annotations
 import asyncio
 import io
 import sqlite3
-from concurrent.futures import Future, ThreadPoolExecutor
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import polars as pl
 
-from app.ingest.service import TAG_QUERY, dataset_tag, tag_of
-from app.lib.errors import AppError
+from app.ingest.service import TAG_QUERY, tag_of
 from app.lib.settings import Settings
 from app.metrics import customers
-from app.metrics.analytics import BASKET_SCHEMA, INVOICE_SCHEMA, PRODUCT_SCHEMA, Dataset, prepare, prepare_baskets
+from app.metrics.analytics import INVOICE_SCHEMA, KEY_SCHEMA, PRODUCT_SCHEMA, RETURN_SCHEMA, Dataset, Shapes, prepare
 
-INVOICES_TABLE, PRODUCTS_TABLE, BASKETS_TABLE = "sales_invoices", "product_days", "basket_items"
+TABLES = {  # what a dataset is read from: Shapes' fields, their tables and columns
+    "invoices": ("sales_invoices", INVOICE_SCHEMA),
+    "products": ("product_days", PRODUCT_SCHEMA),
+    "returns": ("product_returns", RETURN_SCHEMA),
+    "keys": ("product_keys", KEY_SCHEMA),
+}
 CHUNK_ROWS = 50_000  # rowids per JSON document of a SQLite read (at most about 6 MB)
-# the basket grain's reads (2: one may still be going when the next dataset version's starts)
-_BACKGROUND = ThreadPoolExecutor(max_workers=2, thread_name_prefix="basket-grain")
 CONNECT_TIMEOUT_SECONDS = 5
-
-
-class DatasetChanged(AppError):
-    """An import committed while the shapes were read (three times in a row, or between the
-    basket grain's snapshot and the others')."""
-
-    status_code = 503
 
 
 def adbc_uri(database_url: str) -> str:
@@ -91,34 +85,14 @@ class Snapshot:
         return pl.read_database(f"SELECT {', '.join(schema)} FROM {table}", self._cursor)
 
 
-def read_shapes(
-    settings: Settings, tag: str | None = None, baskets: bool = True
-) -> tuple[pl.DataFrame, pl.DataFrame, Future[pl.DataFrame]]:
-    """The shapes as stored (invoices, products) and the prepared basket grain to come
-    (blocking: run it in a thread). The basket grain, the largest, is read meanwhile in the
-    background, in its own snapshot, which must be of the dataset version `tag` (None: any):
-    the views that do not need it answer without waiting for it. `baskets=False` leaves it
-    empty (the benchmarks' "before")."""
+def read_shapes(settings: Settings) -> tuple[Shapes, str]:
+    """The shapes as stored and the dataset tag of what was read, in one snapshot (blocking:
+    run it in a thread)."""
     if not settings.is_postgres and not settings.sqlite_path.exists():
-        empty = pl.DataFrame(schema=INVOICE_SCHEMA)
-        return empty, pl.DataFrame(schema=PRODUCT_SCHEMA), _BACKGROUND.submit(prepare_baskets, empty, empty_baskets())
+        return Shapes(**{name: pl.DataFrame(schema=schema) for name, (_, schema) in TABLES.items()}), "0"
     with Snapshot(settings) as snapshot:
-        invoices = snapshot.frame(INVOICES_TABLE, INVOICE_SCHEMA)
-        grain = _BACKGROUND.submit(_read_baskets, settings, invoices, tag, baskets)
-        products = snapshot.frame(PRODUCTS_TABLE, PRODUCT_SCHEMA)
-    return invoices, products, grain
-
-
-def _read_baskets(settings: Settings, invoices: pl.DataFrame, tag: str | None, baskets: bool) -> pl.DataFrame:
-    with Snapshot(settings) as snapshot:
-        if tag is not None and snapshot.tag() != tag:
-            raise DatasetChanged("an import committed while the data was read")  # the next request reads again
-        rows = snapshot.frame(BASKETS_TABLE, BASKET_SCHEMA) if baskets else empty_baskets()
-    return prepare_baskets(invoices, rows)
-
-
-def empty_baskets() -> pl.DataFrame:
-    return pl.DataFrame(schema=BASKET_SCHEMA)
+        tag = snapshot.tag()  # an import is one transaction: this snapshot sees all of one, or none
+        return Shapes(**{name: snapshot.frame(table, schema) for name, (table, schema) in TABLES.items()}), tag
 
 
 def sqlite_frame(connection: sqlite3.Connection, table: str, schema: dict[str, pl.DataType]) -> pl.DataFrame:
@@ -129,12 +103,12 @@ def sqlite_frame(connection: sqlite3.Connection, table: str, schema: dict[str, p
     which Polars parses in a fraction of that. Rows come in rowid ranges, which bounds the size
     of each document; their order is not kept (the Dataset sorts what it needs)."""
     columns = list(schema)
-    # SQLite has no dates: days and timestamps are text, booleans 0/1
-    json_schema = {
-        name: pl.List(pl.String() if kind in (pl.Date(), pl.String()) or isinstance(kind, pl.Datetime) else pl.Int64())
+    # SQLite has no dates: days and timestamps are text, booleans 0/1; a list is JSON text
+    json_schema = {name: pl.List(_json_kind(kind)) for name, kind in schema.items()}
+    arrays = ", ".join(
+        f"'{name}', json_group_array({f'json({name})' if isinstance(kind, pl.List) else name})"
         for name, kind in schema.items()
-    }
-    arrays = ", ".join(f"'{name}', json_group_array({name})" for name in columns)
+    )
     chunk = f"SELECT count(*), CAST(json_object({arrays}) AS BLOB) FROM {table} WHERE rowid >= ? AND rowid < ?"
     lowest, highest = connection.execute(f"SELECT min(rowid), max(rowid) FROM {table}").fetchone()
     frames = []
@@ -153,19 +127,20 @@ def sqlite_frame(connection: sqlite3.Connection, table: str, schema: dict[str, p
     )
 
 
+def _json_kind(kind: pl.DataType) -> pl.DataType:
+    if isinstance(kind, pl.List):
+        return pl.List(pl.Int64())
+    return pl.String() if kind in (pl.Date(), pl.String()) or isinstance(kind, pl.Datetime) else pl.Int64()
+
+
 async def load_dataset(settings: Settings) -> Dataset:
-    """The current dataset version's shapes, prepared; read again if an import commits meanwhile."""
-    for _ in range(3):
-        before = await dataset_tag()
-        invoices, products, baskets = await asyncio.to_thread(read_shapes, settings, before)
-        # Every import is one transaction that changes the tag: the same tag on both
-        # sides means the rows read are exactly that version's.
-        if await dataset_tag() == before:
-            return await asyncio.to_thread(_prepared, invoices, products, baskets, before)
-    raise DatasetChanged("the data changed during three reads in a row; try again when the imports finish")
+    """The current dataset version's shapes, prepared."""
+    shapes, tag = await asyncio.to_thread(read_shapes, settings)
+    return await asyncio.to_thread(prepared, shapes, tag)
 
 
-def _prepared(invoices: pl.DataFrame, products: pl.DataFrame, baskets: Future[pl.DataFrame], tag: str) -> Dataset:
-    dataset = prepare(invoices, products, tag, baskets)
-    customers.histories(dataset, None)  # the customer views' shared aggregate: part of the load, like the frames
+def prepared(shapes: Shapes, tag: str) -> Dataset:
+    """The Dataset of `shapes`, with the customer views' shared aggregate (part of the load, like the frames)."""
+    dataset = prepare(shapes, tag)
+    customers.histories(dataset, None)
     return dataset

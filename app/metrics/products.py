@@ -1,9 +1,10 @@
 """Product views (ANALYTICS.md R4, F5, F6), pure functions of the shapes.
 
 A product is a stock code upper-cased (85123a is 85123A); postage, fees and vouchers are not
-products (R4): their lines count in revenue, never in a product list. The basket grain
-(one row per invoice and product, app/ingest/shapes.py) gives what the product grain cannot:
-distinct orders and customers per product, returns, and which products share a basket.
+products (R4): their lines count in revenue, never in a product list. Sales come from the
+product grain, returns from the returns grain, and what the product grain cannot give from the
+baskets (each sales invoice's distinct product keys, as ranks in `Dataset.keys`): distinct
+orders and customers per product, and which products share a basket.
 """
 
 from __future__ import annotations
@@ -43,9 +44,10 @@ from app.metrics.schemas import (
 PRODUCT_BY: tuple[ProductBy, ...] = get_args(ProductBy)
 MAX_MIN_UNITS = 10**9
 PRUNE_FROM = 50  # F6's first pass: the pairs among this many most-bought products
-# the largest basket x product matrix counted by multiplication (more products: the join is
-# quicker, as most of a wide matrix is zeros)
+# the largest basket x product matrix counted by multiplication at once (more baskets: in
+# blocks; more products: the join is quicker, as most of a wide matrix is zeros)
 DENSE_BYTES, DENSE_PRODUCTS = 64 * 2**20, 400
+FLAT = {"keep_nulls": False, "empty_as_null": False}  # a list column's values, one per row, no more
 
 
 def descriptions(ds: Dataset, filters: Filters, codes: list[str]) -> dict[str, str | None]:
@@ -57,26 +59,62 @@ def descriptions(ds: Dataset, filters: Filters, codes: list[str]) -> dict[str, s
     return {code: found.get(code) for code in codes}
 
 
+def orders_in(rows: pl.DataFrame) -> pl.DataFrame:
+    """One row per order of `rows` (baskets), its `products` the distinct keys of all its rows:
+    an invoice's lines at two timestamps (or two customers) are two rows of the invoice grain,
+    rare enough to merge apart from the others."""
+    twice = rows.get_column("order_id").is_duplicated()
+    if not twice.any():
+        return rows.select("order_id", "products")
+    merged = rows.filter(twice).group_by("order_id").agg(pl.col("products").list.explode(**FLAT).unique())
+    return pl.concat([rows.filter(~twice).select("order_id", "products"), merged])
+
+
+def _per_key(lists: pl.Series, name: str) -> pl.DataFrame:
+    """How many of `lists` hold each rank: (rank, `name`)."""
+    return lists.list.explode(**FLAT).rename("rank").value_counts(name=name)
+
+
+def _keyed(ds: Dataset, counts: pl.DataFrame) -> pl.DataFrame:
+    """`counts` with each rank's key as `product`."""
+    return counts.with_columns(ds.keys.gather(counts.get_column("rank")).alias("product")).drop("rank")
+
+
 # -- F5 ------------------------------------------------------------------------------------
 
 
-def _per_product(baskets: pl.DataFrame) -> pl.DataFrame:
-    """Per product with a sales line in `baskets`: its sales, orders, customers and returns."""
-    rows = baskets.lazy().filter(pl.col("product").is_not_null())  # lazily: no copy of the rows
-    sold = ~pl.col("cancelled")
+def _per_product(ds: Dataset, filters: Filters) -> pl.DataFrame:
+    """Per product with a sales line in the filters: its sales, orders, customers and returns."""
+    sold = (
+        shape_in(ds, "products", filters)
+        .lazy()
+        .filter(pl.col("product").is_not_null())
+        .group_by("product")
+        .agg(pl.col("revenue_milli").sum().alias("milli"), pl.col("units").sum())
+    )
+    rows = shape_in(ds, "baskets", filters)
+    orders = _per_key(orders_in(rows).get_column("products"), "orders")
+    # per customer first: their distinct products, then how many customers hold each
+    by_customer = (
+        rows.lazy()
+        .filter(pl.col("customer_id").is_not_null())
+        .group_by("customer_id")
+        .agg(pl.col("products").list.explode(**FLAT).unique())
+        .collect()
+    )
+    customers = _per_key(by_customer.get_column("products"), "customers")
+    returned = (
+        shape_in(ds, "returns", filters)
+        .lazy()
+        .filter(pl.col("product").is_not_null())
+        .group_by("product")
+        .agg(pl.col("units").sum().alias("returned_units"), pl.col("revenue_milli").sum().alias("returned_milli"))
+    )
     return (
-        rows.group_by("product")
-        .agg(
-            pl.col("revenue_milli").filter(sold).sum().alias("milli"),
-            pl.col("units").filter(sold).sum().alias("units"),
-            pl.col("order_id").filter(sold).n_unique().alias("orders"),
-            pl.col("customer_id").filter(sold).drop_nulls().n_unique().alias("customers"),
-            (-pl.col("units").filter(~sold)).sum().alias("returned_units"),
-            (-pl.col("revenue_milli").filter(~sold)).sum().alias("returned_milli"),
-            sold.any().alias("sold"),
-        )
-        .filter(pl.col("sold"))  # a product only returned in the window is not listed
-        .drop("sold")
+        sold.join(_keyed(ds, orders).lazy(), on="product", how="left")
+        .join(_keyed(ds, customers).lazy(), on="product", how="left")
+        .join(returned, on="product", how="left")
+        .with_columns(pl.col("customers", "returned_units", "returned_milli").fill_null(0))
         .collect()
     )
 
@@ -98,7 +136,7 @@ def products(
     in_range("limit", limit, LIMIT_RANGE)
     in_range("min_units", min_units, (0, MAX_MIN_UNITS))
     if table is None:
-        table = _per_product(shape_in(ds, "baskets", filters))
+        table = _per_product(ds, filters)
     count, total = table.height, int(table.get_column("milli").sum() or 0)
     table = table.with_columns(
         ((pl.col("milli") + 5) // 10).alias("cents"),  # the reported revenue (sales are positive): half up
@@ -106,9 +144,9 @@ def products(
         ((pl.col("returned_units") * 10_000 * 2 + pl.col("units")) // (2 * pl.col("units"))).alias("rate_bp"),
     ).filter(pl.col("units") >= min_units)
     column = {"revenue": "cents", "units_sold": "units", "return_rate_pct": "rate_bp"}.get(by, by)
-    # ties by stock code ascending in both directions (the Enum's order is the codes' order)
+    # ties by stock code ascending in both directions (code-point order)
     ranked = table.sort([column, "product"], descending=[order == "desc", False]).head(limit)
-    codes = [str(code) for code in ranked.get_column("product").to_list()]
+    codes = ranked.get_column("product").to_list()
     described = descriptions(ds, filters, codes)
     items = [
         ProductRow(
@@ -144,7 +182,7 @@ def many_products(ds: Dataset, sets: list[tuple[Filters, str, str, int, int]], c
     answers = []
     for filters, by, order, limit, min_units in sets:
         if filters not in tables:
-            tables[filters] = _per_product(shape_in(ds, "baskets", filters))
+            tables[filters] = _per_product(ds, filters)
         answers.append(products(ds, filters, by, order, limit, min_units, currency, tables[filters]))
     return answers
 
@@ -152,65 +190,63 @@ def many_products(ds: Dataset, sets: list[tuple[Filters, str, str, int, int]], c
 # -- F6 ------------------------------------------------------------------------------------
 
 
+def baskets_of(ds: Dataset, filters: Filters) -> pl.DataFrame:
+    """The distinct products of each basket (a sales invoice with a product) in the filters:
+    (basket, product), a basket numbered from 0, a product as its rank in `ds.keys`."""
+    orders = orders_in(shape_in(ds, "baskets", filters))
+    items = orders.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias("basket"), "products").explode("products")
+    items = items.rename({"products": "product"}).drop_nulls()  # (an empty list explodes to a null)
+    return items.filter(ds.key_is_product.gather(items.get_column("product")))
+
+
 def _pair_counts(items: pl.DataFrame, keep: pl.Series | None) -> pl.DataFrame:
-    """Baskets per pair (a < b) among the products `keep` (None: all) of `items` (order_id,
-    product; distinct rows): a basket x product 0/1 matrix multiplied by its transpose when it is
-    small (every count at once, in a few MB), else a self-join of the baskets."""
+    """Baskets per pair (a < b) among the products `keep` (None: all) of `items` (basket,
+    product; distinct rows): a basket x product 0/1 matrix multiplied by its transpose, in
+    blocks of baskets of a few MB (every count at once), while the products are few; else a
+    self-join of the baskets."""
     if keep is not None:
         items = items.filter(pl.col("product").is_in(keep.implode()))
-    chosen = items.get_column("product").unique().sort()  # the Enum's order: the codes' order
+    kind = items.schema["product"]
+    chosen = items.get_column("product").unique().sort()
     size = len(chosen)
-    baskets = items.get_column("order_id").n_unique() if items.height else 0
     if size < 2:
-        return pl.DataFrame(
-            schema={"product": items.schema["product"], "product_b": items.schema["product"], "orders": pl.UInt32}
-        )
-    if size <= DENSE_PRODUCTS and baskets * size * 4 <= DENSE_BYTES:
-        column = {code: index for index, code in enumerate(chosen.to_physical().to_list())}
-        rows = items.get_column("order_id").rank("dense").cast(pl.Int64).to_numpy() - 1
-        columns = items.get_column("product").to_physical().replace_strict(column, return_dtype=pl.Int64).to_numpy()
-        matrix = np.zeros((baskets, size), dtype=np.float32)
-        matrix[rows, columns] = 1.0
-        together = matrix.T @ matrix  # exact: whole numbers below 2**24
-        a, b = np.triu_indices(size, 1)
-        counts = together[a, b].astype(np.int64)
-        found = counts > 0
-        return pl.DataFrame(
-            {
-                "product": chosen.gather(a[found]),
-                "product_b": chosen.gather(b[found]),
-                "orders": counts[found].astype(np.uint32),
-            }
-        )
-    return naive_pair_counts(items)
+        return pl.DataFrame(schema={"product": kind, "product_b": kind, "orders": pl.UInt32})
+    if size > DENSE_PRODUCTS:
+        return naive_pair_counts(items)
+    # only baskets with two of the products can hold a pair
+    items = items.filter(pl.col("basket").is_duplicated())
+    rows = items.get_column("basket").rank("dense").cast(pl.Int64).to_numpy() - 1
+    lookup = np.zeros(int(chosen.max()) + 1, dtype=np.int64)  # type: ignore[arg-type]  # an integer column's max
+    lookup[chosen.to_numpy()] = np.arange(size)
+    columns = lookup[items.get_column("product").to_numpy()]
+    together = np.zeros((size, size), dtype=np.float64)
+    block = max(1, DENSE_BYTES // (4 * size))  # baskets per block
+    baskets = int(rows[-1]) + 1 if len(rows) else 0
+    bounds = np.searchsorted(rows, np.arange(0, baskets + block, block))  # rows are sorted by basket
+    for first, lo, hi in zip(range(0, baskets, block), bounds[:-1], bounds[1:], strict=False):
+        matrix = np.zeros((min(block, baskets - first), size), dtype=np.float32)
+        matrix[rows[lo:hi] - first, columns[lo:hi]] = 1.0
+        together += matrix.T @ matrix  # exact: each block's counts are whole numbers below 2**24
+    a, b = np.triu_indices(size, 1)
+    counts = together[a, b].astype(np.int64)
+    found = counts > 0
+    return pl.DataFrame(
+        {
+            "product": chosen.gather(a[found]),
+            "product_b": chosen.gather(b[found]),
+            "orders": counts[found].astype(np.uint32),
+        }
+    )
 
 
 def naive_pair_counts(items: pl.DataFrame) -> pl.DataFrame:
     """Every pair of every basket by a self-join (the benchmark's and the tests' brute force)."""
-    joined = items.join(items, on="order_id", suffix="_b").filter(
-        pl.col("product").to_physical() < pl.col("product_b").to_physical()
-    )
-    return joined.group_by("product", "product_b").len("orders")
+    joined = items.join(items, on="basket", suffix="_b").filter(pl.col("product") < pl.col("product_b"))
+    return joined.group_by("product", "product_b").len("orders").with_columns(pl.col("orders").cast(pl.UInt32))
 
 
 def _top(counts: pl.DataFrame, limit: int) -> pl.DataFrame:
     return counts.sort(["orders", "product", "product_b"], descending=[True, False, False]).head(limit)
-
-
-def baskets_of(ds: Dataset, filters: Filters) -> pl.DataFrame:
-    """The distinct products of each basket (a sales invoice) in the filters: (order_id, product);
-    a whole country's (or all) kept with the dataset version, as the product pages reuse it."""
-
-    def build() -> pl.DataFrame:
-        sold = ~pl.col("cancelled") & pl.col("product").is_not_null()
-        # lazily: the filter copies the two columns only
-        rows = shape_in(ds, "baskets", filters).lazy().filter(sold).select("order_id", "product")
-        return rows.unique().collect()
-
-    if filters.start is None and filters.end is None:
-        country = ds.country(filters.country) if filters.country is not None else None
-        return ds.derived("basket_products", country, build)
-    return build()
 
 
 def top_pairs(items: pl.DataFrame, limit: int) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -225,9 +261,8 @@ def top_pairs(items: pl.DataFrame, limit: int) -> tuple[pl.DataFrame, pl.DataFra
     Returns the pairs (product, product_b, orders) and each product's basket count."""
     per_product = items.group_by("product").len("baskets")
     if items.is_empty():
-        return pl.DataFrame(
-            schema={"product": items.schema["product"], "product_b": items.schema["product"], "orders": pl.UInt32}
-        ), per_product
+        kind = items.schema["product"]
+        return pl.DataFrame(schema={"product": kind, "product_b": kind, "orders": pl.UInt32}), per_product
     most = per_product.sort(["baskets", "product"], descending=[True, False]).head(PRUNE_FROM)
     first = _top(_pair_counts(items, most.get_column("product")), limit)
     threshold = int(first.get_column("orders")[-1]) if first.height >= limit else 1
@@ -260,17 +295,12 @@ def product_pairs(ds: Dataset, filters: Filters, limit: int, currency: str) -> P
     both ways and lift."""
     in_range("limit", limit, LIMIT_RANGE)
     items = baskets_of(ds, filters)
-    baskets = items.get_column("order_id").n_unique() if items.height else 0
+    baskets = items.get_column("basket").n_unique() if items.height else 0
     pairs, per_product = top_pairs(items, limit)
-    with_product = dict(
-        zip(per_product.get_column("product").to_list(), per_product.get_column("baskets").to_list(), strict=True)
-    )
-    rows = pairs.rows()
-    described = descriptions(ds, filters, sorted({str(code) for a, b, _ in rows for code in (a, b)}))
-    result = []
-    for rank, (a, b, together) in enumerate(rows, start=1):
-        with_a, with_b = with_product[a], with_product[b]
-        result.append(_pair(rank, str(a), str(b), together, with_a, with_b, baskets, described))
+    with_product = dict(per_product.rows())
+    rows = [(ds.keys[a], ds.keys[b], together, with_product[a], with_product[b]) for a, b, together in pairs.rows()]
+    described = descriptions(ds, filters, sorted({code for a, b, *_ in rows for code in (a, b)}))
+    result = [_pair(rank, *row, baskets, described) for rank, row in enumerate(rows, start=1)]
     return ProductPairs(currency=currency, limit=limit, baskets=baskets, items=result)
 
 
@@ -286,7 +316,14 @@ class UnknownProduct(MetricsError):
 
 
 def _codes(ds: Dataset) -> frozenset[str]:
-    return ds.derived("codes", None, lambda: frozenset(ds.baskets.schema["code"].categories.to_list()))  # type: ignore[attr-defined]  # an Enum's categories
+    """The keys of every sales and cancellation line."""
+
+    def build() -> frozenset[str]:
+        return frozenset(ds.products.get_column("code").unique().to_list()) | frozenset(
+            ds.returns.get_column("code").unique().to_list()
+        )
+
+    return ds.derived("codes", None, build)
 
 
 def product(ds: Dataset, filters: Filters, stock_code: str, currency: str) -> ProductDetail:
@@ -295,38 +332,48 @@ def product(ds: Dataset, filters: Filters, stock_code: str, currency: str) -> Pr
     key = stock_code.strip().upper()
     if key not in _codes(ds):
         raise UnknownProduct(stock_code)
-    rows = shape_in(ds, "baskets", filters).filter(pl.col("code") == key)
     is_product = is_product_key(key)
-    sold = rows.filter(~pl.col("cancelled"))
-    returned = rows.filter(pl.col("cancelled"))
-    milli, units, orders, customers = sold.select(
-        pl.col("revenue_milli").sum(),
-        pl.col("units").sum(),
-        pl.col("order_id").n_unique(),
-        pl.col("customer_id").drop_nulls().n_unique(),
-    ).row(0)
-    milli, units = int(milli or 0), int(units or 0)
-    back_units, back_milli = returned.select(-pl.col("units").sum(), -pl.col("revenue_milli").sum()).row(0)
-    back_units, back_milli = int(back_units or 0), int(back_milli or 0)
-    months = sold.group_by(pl.col("day").dt.month_start().alias("period")).agg(
-        pl.col("revenue_milli").sum(), pl.col("units").sum(), pl.col("order_id").n_unique()
+    sold = shape_in(ds, "products", filters).filter(pl.col("code") == key)
+    rank = int(ds.keys.search_sorted(key))  # (a key with sales lines only; else no basket holds it)
+    holding = rank < len(ds.keys) and ds.keys[rank] == key
+    baskets = shape_in(ds, "baskets", filters)
+    mine = baskets.filter(pl.col("products").list.contains(rank)) if holding else baskets.clear()
+    returned = shape_in(ds, "returns", filters).filter(pl.col("code") == key)
+    milli, units = (
+        int(value or 0) for value in sold.select(pl.col("revenue_milli").sum(), pl.col("units").sum()).row(0)
     )
-    span = window(ds, filters)
+    back_units, back_milli = (
+        int(value or 0) for value in returned.select(pl.col("units").sum(), pl.col("revenue_milli").sum()).row(0)
+    )
+    orders, customers = mine.select(pl.col("order_id").n_unique(), pl.col("customer_id").drop_nulls().n_unique()).row(0)
+    months = (
+        sold.group_by(pl.col("day").dt.month_start().alias("period"))
+        .agg(pl.col("revenue_milli").sum(), pl.col("units").sum())
+        .join(
+            mine.group_by(pl.col("month").alias("period")).agg(pl.col("order_id").n_unique().alias("orders")),
+            on="period",
+            how="left",
+        )
+        .with_columns(pl.col("orders").fill_null(0))
+    )
     countries = (
         sold.group_by("country")
-        .agg(
-            pl.col("revenue_milli").sum().alias("milli"),
-            pl.col("units").sum(),
-            pl.col("order_id").n_unique().alias("orders"),
-            pl.col("customer_id").drop_nulls().n_unique().alias("customers"),
+        .agg(pl.col("revenue_milli").sum().alias("milli"), pl.col("units").sum())
+        .join(
+            mine.group_by("country").agg(
+                pl.col("order_id").n_unique().alias("orders"),
+                pl.col("customer_id").drop_nulls().n_unique().alias("customers"),
+            ),
+            on="country",
+            how="left",
         )
-        .with_columns(pl.col("country").cast(pl.String))
+        .with_columns(pl.col("country").cast(pl.String), pl.col("orders", "customers").fill_null(0))
         .sort(["milli", "country"], descending=[True, False])
         .head(10)
+        .select("country", "milli", "units", "orders", "customers")
     )
     texts = (
-        shape_in(ds, "products", filters)
-        .filter((pl.col("code") == key) & pl.col("description").is_not_null())
+        sold.filter(pl.col("description").is_not_null())
         .group_by("description")
         .agg(pl.col("lines").sum())
         .sort(["lines", "description"], descending=[True, False])
@@ -346,38 +393,33 @@ def product(ds: Dataset, filters: Filters, stock_code: str, currency: str) -> Pr
         returned_units=back_units,
         returned_revenue=money(back_milli),
         return_rate_pct=ratio2(100 * back_units, units) if units else None,
-        series=_points(sorted(months.rows()), "month", span),
+        series=_points(
+            sorted(months.select("period", "revenue_milli", "units", "orders").rows()), "month", window(ds, filters)
+        ),
         countries=[
             ProductCountry(country=c, revenue=money(m), units_sold=u, orders=o, customers=n)
             for c, m, u, o, n in countries.rows()
         ],
-        bought_with=_bought_with(ds, filters, key) if is_product else [],
+        bought_with=_bought_with(ds, filters, key, rank) if is_product and holding else [],
     )
 
 
-def _bought_with(ds: Dataset, filters: Filters, key: str, limit: int = 10) -> list[Pair]:
-    """The pairs that hold `key`, with F6's measures: the products in most of its baskets."""
+def _bought_with(ds: Dataset, filters: Filters, key: str, rank: int, limit: int = 10) -> list[Pair]:
+    """The pairs that hold `key` (its `rank`), with F6's measures: the products in most of its baskets."""
     items = baskets_of(ds, filters)
-    mine = items.filter(pl.col("product") == key).get_column("order_id")
+    mine = items.filter(pl.col("product") == rank).get_column("basket")
     if mine.is_empty():
         return []
-    shared = items.filter(pl.col("order_id").is_in(mine.implode()) & (pl.col("product") != key))
+    shared = items.filter(pl.col("basket").is_in(mine.implode()) & (pl.col("product") != rank))
     others = shared.group_by("product").len("orders").sort(["orders", "product"], descending=[True, False]).head(limit)
     if others.is_empty():
         return []
-    wanted = [key, *(str(code) for code in others.get_column("product").to_list())]
-    counts = dict(
-        items.filter(pl.col("product").is_in(wanted))
-        .group_by("product")
-        .len("n")
-        .with_columns(pl.col("product").cast(pl.String))
-        .rows()
-    )
-    baskets = items.get_column("order_id").n_unique()
-    described = descriptions(ds, filters, wanted)
+    wanted = [rank, *others.get_column("product").to_list()]
+    counts = dict(items.filter(pl.col("product").is_in(wanted)).group_by("product").len("n").rows())
+    baskets = items.get_column("basket").n_unique()
+    described = descriptions(ds, filters, [ds.keys[r] for r in wanted])
     pairs = []
-    for rank, (other, together) in enumerate(others.rows(), start=1):
-        a, b = sorted((key, str(other)))
-        with_a, with_b = counts[a], counts[b]
-        pairs.append(_pair(rank, a, b, together, with_a, with_b, baskets, described))
+    for place, (other, together) in enumerate(others.rows(), start=1):
+        a, b = sorted((rank, other))  # ranks are in code-point order
+        pairs.append(_pair(place, ds.keys[a], ds.keys[b], together, counts[a], counts[b], baskets, described))
     return pairs

@@ -200,7 +200,7 @@ class MetricsService:
         """
         tag = tag or await self.tag()
         held = self._dataset
-        if held is not None and held.tag == tag and not held.broken:  # broken: read it again
+        if held is not None and held.tag == tag:
             return held
         if self._reading is None or self._reading.done():
             self._reading = asyncio.ensure_future(self._read())

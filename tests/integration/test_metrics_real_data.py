@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import date
 
 import msgspec
+import polars as pl
 import pytest
 
 from app.metrics import analytics, lines
@@ -896,6 +897,18 @@ def test_the_reference_pairs_and_the_pruning(dataset):
     for limit in (1, 3, 10, 25, 100):
         pruned, _ = products.top_pairs(items, limit)
         assert pruned.rows() == brute.head(limit).rows(), limit
+
+
+@pytest.mark.parametrize("block", [1, 7, 1000])
+def test_the_matrix_counts_in_blocks_of_baskets_equal_the_brute_force(dataset, monkeypatch, block):
+    from app.metrics import products
+
+    items = products.baskets_of(dataset, Filters(start=D(2011, 3, 1), end=D(2011, 3, 7)))
+    chosen = items.group_by("product").len().sort(["len", "product"], descending=[True, False]).head(60)
+    items = items.filter(pl.col("product").is_in(chosen.get_column("product").implode()))
+    monkeypatch.setattr(products, "DENSE_BYTES", 4 * 60 * block)  # `block` baskets per product
+    brute = products._top(products.naive_pair_counts(items), 10**6)
+    assert products._top(products._pair_counts(items, None), 10**6).rows() == brute.rows() and brute.height > 100
 
 
 @pytest.mark.parametrize(

@@ -61,6 +61,31 @@ async def test_the_small_figures(client, token):
     assert (post["is_product"], post["revenue"], post["bought_with"]) == (False, 15.0, [])
 
 
+# one invoice whose lines are two rows of the invoice grain (two timestamps, two customers)
+SPLIT = small_data.HEADER + (
+    "100020,A1,RED MUG,1,2/7/2011 10:00,1.25,5,Germany\n"
+    "100020,A1,RED MUG,1,2/7/2011 10:01,1.25,5,Germany\n"
+    "100020,B2,BLUE BOWL,1,2/7/2011 10:01,3.5,6,Germany\n"
+)
+
+
+async def test_an_invoice_over_two_grain_rows_is_one_basket(client, tmp_path):
+    (tmp_path / "split.csv").write_text(SPLIT)
+    await import_file(tmp_path / "split.csv")
+    await register(client)
+    token = await login(client)
+    listing = (await client.get("/metrics/products", headers=bearer(token))).json()
+    assert [(p["stock_code"], p["units_sold"], p["orders"], p["customers"]) for p in listing["items"]] == [
+        ("B2", 1, 1, 1),
+        ("A1", 2, 1, 1),  # one order, though in two rows
+    ]
+    pairs = (await client.get("/metrics/product-pairs", headers=bearer(token))).json()
+    assert pairs["baskets"] == 1
+    assert [(p["stock_code_a"], p["stock_code_b"], p["orders"]) for p in pairs["items"]] == [("A1", "B2", 1)]
+    mug = (await client.get("/metrics/products/A1", headers=bearer(token))).json()
+    assert (mug["orders"], mug["customers"], [p["stock_code_b"] for p in mug["bought_with"]]) == (1, 1, ["B2"])
+
+
 @pytest.mark.parametrize(
     ("path", "rows"),
     [

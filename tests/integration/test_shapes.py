@@ -1,9 +1,10 @@
-"""The data shapes (sales_invoices, product_days, basket_items) are exactly the aggregate of the stored lines
-after every kind of import: checked against tests/helpers.expected_shapes, a plain-Python
+"""The data shapes (sales_invoices and its baskets, product_days, product_returns) are exactly the
+aggregate of the stored lines after every kind of import: checked against tests/helpers.expected_shapes, a plain-Python
 aggregation of the lines, on the engine under test."""
 
 from __future__ import annotations
 
+from datetime import date as D
 from pathlib import Path
 
 import pytest
@@ -48,14 +49,19 @@ def write(tmp_path: Path, name: str, content: str) -> Path:
 async def test_the_first_import_builds_exact_shapes(tmp_path):
     await import_file(write(tmp_path, "awkward.csv", AWKWARD))
     await assert_shapes_exact()
-    invoices, products, baskets = await stored_shapes()
+    invoices, products, returns = await stored_shapes()
     # 200001 in two minutes; 200002 with two customers; C200003; A200004 and 200005 with no sales lines
     assert len(invoices) == 8
     assert {row[0] for row in invoices if row[6] == 0} == {"A200004", "200005"}
     assert next(row for row in products if row[2] == "85123A" and row[3] is not None)[4:] == (2, 8, 8 * 2550)
-    # the basket grain: a row per invoice, day, country, customer and product, cancellations too
-    assert {row[0] for row in baskets} == {row[0] for row in invoices if row[6] > 0}
-    assert any(row[0].startswith("C") and row[6] < 0 for row in baskets)
+    # the baskets: each sales invoice's distinct keys (85123a is 85123A; the zero-price and
+    # negative lines are not sales); none for a cancellation
+    assert {row[1].minute: row[10] for row in invoices if row[0] == "200001"} == {0: ("85123A",), 1: ("85123A", "POST")}
+    assert all(row[10] == () for row in invoices if row[0][0] in "CA" or row[0] == "200005")
+    assert returns == [
+        (D(2011, 2, 2), "France", "85123A", 1, -3, -3 * 2550),
+        (D(2011, 2, 2), "France", "POST", 1, -1, -18000),
+    ]
 
 
 async def test_a_new_line_on_a_stored_day_sums_that_day_again(tmp_path):
