@@ -9,6 +9,7 @@ orders and customers per product, and which products share a basket.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import get_args
 
 import numpy as np
@@ -70,14 +71,43 @@ def orders_in(rows: pl.DataFrame) -> pl.DataFrame:
     return pl.concat([rows.filter(~twice).select("order_id", "products"), merged])
 
 
-def _per_key(lists: pl.Series, name: str) -> pl.DataFrame:
-    """How many of `lists` hold each rank: (rank, `name`)."""
-    return lists.list.explode(**FLAT).rename("rank").value_counts(name=name)
+def _holding(ds: Dataset, lists: pl.Series) -> np.ndarray:
+    """Per rank of `ds.keys`, how many of `lists` (each without repeats) hold it."""
+    return np.bincount(lists.list.explode(**FLAT).to_numpy(), minlength=len(ds.keys))
 
 
-def _keyed(ds: Dataset, counts: pl.DataFrame) -> pl.DataFrame:
-    """`counts` with each rank's key as `product`."""
-    return counts.with_columns(ds.keys.gather(counts.get_column("rank")).alias("product")).drop("rank")
+def _keyed(ds: Dataset, counts: np.ndarray, name: str) -> pl.DataFrame:
+    """(product, `name`) for each key with a count above 0."""
+    ranks = np.flatnonzero(counts)
+    return pl.DataFrame({"product": ds.keys.gather(ranks), name: counts[ranks]})
+
+
+@dataclass(frozen=True)
+class BasketCounts:
+    """The baskets in some filters: how many hold each rank (`holding`), and how many hold a product."""
+
+    holding: np.ndarray
+    baskets: int
+
+
+def basket_counts(ds: Dataset, filters: Filters) -> BasketCounts:
+    """The orders holding each key, and the baskets (orders with a product) in the filters, for
+    the product pages' pairs; a whole country's (or all) kept with the dataset version, as
+    every product page reads them."""
+
+    def build() -> BasketCounts:
+        lists = orders_in(shape_in(ds, "baskets", filters)).get_column("products")
+        values = lists.list.explode(**FLAT).to_numpy()
+        # each value's basket (0, 1, ...), in order; a basket counts if one of its values is a product
+        basket = np.repeat(np.arange(len(lists)), lists.list.len().to_numpy())
+        with_product = basket[ds.key_is_product.to_numpy()[values]]
+        baskets = int(np.count_nonzero(np.diff(with_product)) + 1) if len(with_product) else 0
+        return BasketCounts(np.bincount(values, minlength=len(ds.keys)), baskets)
+
+    if filters.start is None and filters.end is None:
+        country = ds.country(filters.country) if filters.country is not None else None
+        return ds.derived("basket_counts", country, build)
+    return build()
 
 
 # -- F5 ------------------------------------------------------------------------------------
@@ -93,7 +123,7 @@ def _per_product(ds: Dataset, filters: Filters) -> pl.DataFrame:
         .agg(pl.col("revenue_milli").sum().alias("milli"), pl.col("units").sum())
     )
     rows = shape_in(ds, "baskets", filters)
-    orders = _per_key(orders_in(rows).get_column("products"), "orders")
+    orders = _holding(ds, orders_in(rows).get_column("products"))
     # per customer first: their distinct products, then how many customers hold each
     by_customer = (
         rows.lazy()
@@ -102,7 +132,7 @@ def _per_product(ds: Dataset, filters: Filters) -> pl.DataFrame:
         .agg(pl.col("products").list.explode(**FLAT).unique())
         .collect()
     )
-    customers = _per_key(by_customer.get_column("products"), "customers")
+    customers = _holding(ds, by_customer.get_column("products"))
     returned = (
         shape_in(ds, "returns", filters)
         .lazy()
@@ -111,8 +141,8 @@ def _per_product(ds: Dataset, filters: Filters) -> pl.DataFrame:
         .agg(pl.col("units").sum().alias("returned_units"), pl.col("revenue_milli").sum().alias("returned_milli"))
     )
     return (
-        sold.join(_keyed(ds, orders).lazy(), on="product", how="left")
-        .join(_keyed(ds, customers).lazy(), on="product", how="left")
+        sold.join(_keyed(ds, orders, "orders").lazy(), on="product", how="left")
+        .join(_keyed(ds, customers, "customers").lazy(), on="product", how="left")
         .join(returned, on="product", how="left")
         .with_columns(pl.col("customers", "returned_units", "returned_milli").fill_null(0))
         .collect()
@@ -400,26 +430,29 @@ def product(ds: Dataset, filters: Filters, stock_code: str, currency: str) -> Pr
             ProductCountry(country=c, revenue=money(m), units_sold=u, orders=o, customers=n)
             for c, m, u, o, n in countries.rows()
         ],
-        bought_with=_bought_with(ds, filters, key, rank) if is_product and holding else [],
+        bought_with=_bought_with(ds, filters, baskets, mine, rank) if is_product and holding else [],
     )
 
 
-def _bought_with(ds: Dataset, filters: Filters, key: str, rank: int, limit: int = 10) -> list[Pair]:
-    """The pairs that hold `key` (its `rank`), with F6's measures: the products in most of its baskets."""
-    items = baskets_of(ds, filters)
-    mine = items.filter(pl.col("product") == rank).get_column("basket")
-    if mine.is_empty():
+def _bought_with(
+    ds: Dataset, filters: Filters, baskets: pl.DataFrame, mine: pl.DataFrame, rank: int, limit: int = 10
+) -> list[Pair]:
+    """The pairs that hold the key of `rank` (`mine`: the rows of `baskets` that hold it), with
+    F6's measures: the products in most of its baskets."""
+    orders = baskets.filter(pl.col("order_id").is_in(mine.get_column("order_id").implode()))  # their every row
+    together = _holding(ds, orders_in(orders).get_column("products"))
+    together[rank] = 0
+    together[~ds.key_is_product.to_numpy()] = 0
+    others = [int(r) for r in np.lexsort((np.arange(len(together)), -together))[:limit] if together[r]]
+    if not others:
         return []
-    shared = items.filter(pl.col("basket").is_in(mine.implode()) & (pl.col("product") != rank))
-    others = shared.group_by("product").len("orders").sort(["orders", "product"], descending=[True, False]).head(limit)
-    if others.is_empty():
-        return []
-    wanted = [rank, *others.get_column("product").to_list()]
-    counts = dict(items.filter(pl.col("product").is_in(wanted)).group_by("product").len("n").rows())
-    baskets = items.get_column("basket").n_unique()
-    described = descriptions(ds, filters, [ds.keys[r] for r in wanted])
+    counts = basket_counts(ds, filters)
+    described = descriptions(ds, filters, [ds.keys[r] for r in [rank, *others]])
     pairs = []
-    for place, (other, together) in enumerate(others.rows(), start=1):
+    for place, other in enumerate(others, start=1):
         a, b = sorted((rank, other))  # ranks are in code-point order
-        pairs.append(_pair(place, ds.keys[a], ds.keys[b], together, counts[a], counts[b], baskets, described))
+        with_a, with_b = int(counts.holding[a]), int(counts.holding[b])
+        pairs.append(
+            _pair(place, ds.keys[a], ds.keys[b], int(together[other]), with_a, with_b, counts.baskets, described)
+        )
     return pairs
