@@ -111,11 +111,13 @@ def measure(mode: str) -> dict:
         return {"median": statistics.median(times), "slowest": max(times)}
     if mode in ("naive", "pruned"):
         start, end, country = NAIVE_WINDOW
-        items = products.baskets_of(dataset, Filters(start, end, country))
+        window = Filters(start, end, country)
         if mode == "naive":  # every pair of every basket, then the best ten
+            items = products.baskets_of(dataset, window)
             seconds, mb = _measured(lambda: products._top(products.naive_pair_counts(items), 10))
-        else:
-            seconds, mb = _measured(lambda: products.top_pairs(items, 10))
+        else:  # F6's way, from the baskets as held
+            baskets = products.Baskets.of(dataset, products.shape_in(dataset, "baskets", window))
+            seconds, mb = _measured(lambda: products.top_pairs(baskets, 10))
         return {"seconds": seconds, "mb": mb}
     if mode == "page":
         seconds, mb = _measured(lambda: products.product(dataset, Filters(), "22423", "GBP"))

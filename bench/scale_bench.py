@@ -13,7 +13,8 @@ bench/scale_data.py (cached under bench/data/). For each size it prints:
   indexes built: what the importer's bulk path does, minus shapes, validation and
   encoding); the ratio is importer / that;
 - the web process: seconds from start until its first answer (it reads the shapes),
-  RSS settled and peak (VmHWM) after the misses below;
+  RSS settled (1 s after the misses below, and 15 s after them, once the allocator has
+  handed freed pages back) and peak (VmHWM);
 - cache misses (each request a different filter): kpis for the United Kingdom over the
   whole range; Germany's country page over 3 months; 8 concurrent whole-range kpis; the
   product table (F5), the pairs (F6) and product pages over the whole range;
@@ -212,6 +213,9 @@ def measure(times: int, rounds: int) -> dict[str, str]:
         figures["miss: a product's page, whole range (median)"] = f"{statistics.median(pages):.1f} ms"
         time.sleep(1)
         figures["web RSS settled / peak"] = f"{status(web.pid, 'VmRSS'):.0f} / {status(web.pid, 'VmHWM'):.0f} MB"
+        # Polars' allocator (jemalloc) hands freed pages back to the system after about 10 s
+        time.sleep(14)
+        figures["  web RSS 15 s later"] = f"{status(web.pid, 'VmRSS'):.0f} MB"
 
         refreshed, refresh_peak = timed_run(LITESTAR, "metrics", "refresh", env=env)
         figures["refresh: wall / peak RSS"] = f"{refreshed:.1f} s / {refresh_peak:.0f} MB"

@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from app.lib.lists import renumbered
+from app.lib.lists import gathered
 
 SHAPES = ("sales_invoices", "product_days", "product_returns")
 KEYS_TABLE = "product_keys"
@@ -341,7 +341,7 @@ async def write(connection: Any, postgres: bool, accumulator: Accumulator) -> No
     local = list(accumulator.keys)  # in local-number order
     ids = await ensure_keys(connection, postgres, local)
     lookup = np.array([ids[key] for key in local] or [0], dtype=np.int32)
-    invoices = invoices.with_columns(renumbered(invoices.get_column("products"), lookup))
+    invoices = invoices.with_columns(gathered(invoices.get_column("products"), np.arange(invoices.height), lookup))
     if not postgres:  # SQLite has no arrays: the basket is JSON text
         baskets = pl.col("products").cast(pl.List(pl.String)).list.join(",")
         invoices = invoices.with_columns(pl.format("[{}]", baskets).alias("products"))

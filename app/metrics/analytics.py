@@ -22,7 +22,7 @@ import numpy as np
 import polars as pl
 
 from app.lib.errors import AppError
-from app.lib.lists import renumbered
+from app.lib.lists import gathered
 from app.metrics.schemas import (
     Change,
     Comparison,
@@ -206,25 +206,30 @@ def _countries(invoices: pl.DataFrame) -> tuple[list[str], pl.Enum]:
     return names, pl.Enum(names)
 
 
-def _ranked_baskets(baskets: pl.Series, keys: pl.DataFrame) -> tuple[pl.Series, pl.Series]:
-    """The baskets with each stored key id replaced by its key's rank in code-point order (so a
-    pair's a < b on ranks is a < b on the codes), as 16-bit integers while they fit; and the
-    keys by rank."""
+def _key_ranks(keys: pl.DataFrame) -> tuple[np.ndarray, pl.Series]:
+    """Each stored key id's rank among the keys in code-point order (so a pair's a < b on ranks
+    is a < b on the codes), as 16-bit integers while they fit; and the keys by rank."""
     ranked = keys.sort("key")
     ids = ranked.get_column("id").to_numpy()
     kind = np.uint16 if ranked.height <= 2**16 else np.uint32
     lookup = np.zeros(int(ids.max()) + 1 if ranked.height else 1, dtype=kind)
     lookup[ids] = np.arange(ranked.height, dtype=kind)
-    return renumbered(baskets, lookup), ranked.get_column("key")
+    return lookup, ranked.get_column("key")
 
 
 def prepare(shapes: Shapes, tag: str = "0") -> Dataset:
     """The frames the figures read, from the shapes as stored."""
     invoices = shapes.invoices.cast(INVOICE_SCHEMA)  # type: ignore[arg-type]  # Polars' stubs want a narrower mapping type
     products = shapes.products.cast(PRODUCT_SCHEMA)  # type: ignore[arg-type]
+    # the baskets stay out of the filter and sort below (a list column's copies are large):
+    # the sales invoices' are gathered once, in their order, as ranks
+    lists, invoices = invoices.get_column("products"), invoices.drop("products")
+    lookup, keys = _key_ranks(shapes.keys.cast(KEY_SCHEMA))  # type: ignore[arg-type]
     names, country = _countries(invoices)
     _, order_id = _order_ids(invoices)
-    rows = invoices.lazy().with_columns(pl.col("country").cast(country), order_id.alias("order_id"))
+    rows = (
+        invoices.lazy().with_row_index("row").with_columns(pl.col("country").cast(country), order_id.alias("order_id"))
+    )
     # rows already in invoice_date order are not sorted again (a copy of everything)
     in_order = invoices.get_column("invoice_date").is_sorted()
     sales = (
@@ -269,8 +274,8 @@ def prepare(shapes: Shapes, tag: str = "0") -> Dataset:
     sales_frame, cancel_frame, product_frame, return_frame = pl.collect_all(
         [sales, cancellations, product_rows, return_rows]
     )
-    ranked, keys = _ranked_baskets(sales_frame.get_column("products"), shapes.keys.cast(KEY_SCHEMA))  # type: ignore[arg-type]
-    sales_frame = sales_frame.drop("products")
+    baskets = gathered(lists, sales_frame.get_column("row").to_numpy(), lookup)
+    sales_frame = sales_frame.drop("row")
 
     def texts(column: str) -> pl.DataFrame:
         distinct = product_frame.select(pl.col(column).drop_nulls().unique())
@@ -281,7 +286,7 @@ def prepare(shapes: Shapes, tag: str = "0") -> Dataset:
         sales=sales_frame,
         cancellations=cancel_frame,
         products=product_frame,
-        baskets=sales_frame.select("day", "month", "country", "order_id", "customer_id").with_columns(ranked),
+        baskets=sales_frame.select("day", "month", "country", "order_id", "customer_id").with_columns(baskets),
         keys=keys,
         key_is_product=~keys.to_frame().select(not_a_product(pl.col("key"))).to_series(),
         returns=return_frame,

@@ -71,6 +71,56 @@ def orders_in(rows: pl.DataFrame) -> pl.DataFrame:
     return pl.concat([rows.filter(~twice).select("order_id", "products"), merged])
 
 
+@dataclass(frozen=True)
+class Baskets:
+    """Each order's distinct keys (ranks in `Dataset.keys`), flat, without copying them: order
+    i's are values[offsets[i]:offsets[i + 1]]. What the counts below read, in place of a row
+    per order and key (at 50x that frame and its copies took hundreds of MB)."""
+
+    values: np.ndarray
+    offsets: np.ndarray
+    is_product: np.ndarray  # per rank
+
+    @classmethod
+    def of(cls, ds: Dataset, rows: pl.DataFrame) -> Baskets:
+        """The orders of `rows` (rows of `ds.baskets`)."""
+        arrow = orders_in(rows).get_column("products").rechunk().to_arrow()
+        values = arrow.values.to_numpy(zero_copy_only=False)
+        return cls(values, arrow.offsets.to_numpy(zero_copy_only=False), ds.key_is_product.to_numpy())
+
+    @property
+    def _flat(self) -> np.ndarray:
+        return self.values[self.offsets[0] : self.offsets[-1]]
+
+    def holding(self) -> np.ndarray:
+        """Per rank, how many orders hold it."""
+        return np.bincount(self._flat, minlength=len(self.is_product))
+
+    def _kept(self, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Whether each value's rank is kept (`keep`: a flag per rank), and how many are, per order."""
+        flat = self._flat
+        kept = keep[flat]
+        if not len(flat):
+            return kept, np.zeros(len(self.offsets) - 1, dtype=np.uint32)
+        per_order = np.add.reduceat(kept, self.offsets[:-1] - self.offsets[0], dtype=np.uint32)
+        per_order[np.diff(self.offsets) == 0] = 0  # (reduceat gives an empty range its next value)
+        return kept, per_order
+
+    def items(self, keep: np.ndarray, at_least: int = 1) -> pl.DataFrame:
+        """(basket, product) of each kept rank (`keep`: a flag per rank) in the orders with at
+        least `at_least` of them, numbered from 0 in order; only those values are copied."""
+        kept, per_order = self._kept(keep)
+        chosen = per_order >= at_least
+        if at_least > 1:
+            kept &= np.repeat(chosen, np.diff(self.offsets))
+        basket = np.repeat(np.arange(np.count_nonzero(chosen), dtype=np.uint32), per_order[chosen])
+        return pl.DataFrame({"basket": basket, "product": self._flat[kept]})
+
+    def count(self) -> int:
+        """The baskets: the orders with a product (an order of postage alone is none)."""
+        return int(np.count_nonzero(self._kept(self.is_product)[1]))
+
+
 def _holding(ds: Dataset, lists: pl.Series) -> np.ndarray:
     """Per rank of `ds.keys`, how many of `lists` (each without repeats) hold it."""
     return np.bincount(lists.list.explode(**FLAT).to_numpy(), minlength=len(ds.keys))
@@ -91,18 +141,13 @@ class BasketCounts:
 
 
 def basket_counts(ds: Dataset, filters: Filters) -> BasketCounts:
-    """The orders holding each key, and the baskets (orders with a product) in the filters, for
-    the product pages' pairs; a whole country's (or all) kept with the dataset version, as
-    every product page reads them."""
+    """The orders holding each key, and the baskets in the filters, for the product pages'
+    pairs; a whole country's (or all) kept with the dataset version, as every product page
+    reads them."""
 
     def build() -> BasketCounts:
-        lists = orders_in(shape_in(ds, "baskets", filters)).get_column("products")
-        values = lists.list.explode(**FLAT).to_numpy()
-        # each value's basket (0, 1, ...), in order; a basket counts if one of its values is a product
-        basket = np.repeat(np.arange(len(lists)), lists.list.len().to_numpy())
-        with_product = basket[ds.key_is_product.to_numpy()[values]]
-        baskets = int(np.count_nonzero(np.diff(with_product)) + 1) if len(with_product) else 0
-        return BasketCounts(np.bincount(values, minlength=len(ds.keys)), baskets)
+        baskets = Baskets.of(ds, shape_in(ds, "baskets", filters))
+        return BasketCounts(baskets.holding(), baskets.count())
 
     if filters.start is None and filters.end is None:
         country = ds.country(filters.country) if filters.country is not None else None
@@ -123,7 +168,7 @@ def _per_product(ds: Dataset, filters: Filters) -> pl.DataFrame:
         .agg(pl.col("revenue_milli").sum().alias("milli"), pl.col("units").sum())
     )
     rows = shape_in(ds, "baskets", filters)
-    orders = _holding(ds, orders_in(rows).get_column("products"))
+    orders = Baskets.of(ds, rows).holding()
     # per customer first: their distinct products, then how many customers hold each
     by_customer = (
         rows.lazy()
@@ -221,21 +266,17 @@ def many_products(ds: Dataset, sets: list[tuple[Filters, str, str, int, int]], c
 
 
 def baskets_of(ds: Dataset, filters: Filters) -> pl.DataFrame:
-    """The distinct products of each basket (a sales invoice with a product) in the filters:
-    (basket, product), a basket numbered from 0, a product as its rank in `ds.keys`."""
-    orders = orders_in(shape_in(ds, "baskets", filters))
-    items = orders.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias("basket"), "products").explode("products")
-    items = items.rename({"products": "product"}).drop_nulls()  # (an empty list explodes to a null)
-    return items.filter(ds.key_is_product.gather(items.get_column("product")))
+    """The distinct products of each basket in the filters: (basket, product), a basket
+    numbered from 0, a product as its rank in `ds.keys` (the tests' and the benchmark's
+    brute force reads it)."""
+    return Baskets.of(ds, shape_in(ds, "baskets", filters)).items(ds.key_is_product.to_numpy())
 
 
-def _pair_counts(items: pl.DataFrame, keep: pl.Series | None) -> pl.DataFrame:
-    """Baskets per pair (a < b) among the products `keep` (None: all) of `items` (basket,
-    product; distinct rows): a basket x product 0/1 matrix multiplied by its transpose, in
-    blocks of baskets of a few MB (every count at once), while the products are few; else a
-    self-join of the baskets."""
-    if keep is not None:
-        items = items.filter(pl.col("product").is_in(keep.implode()))
+def _pair_counts(items: pl.DataFrame) -> pl.DataFrame:
+    """Baskets per pair (a < b) of `items` (basket, product; distinct rows, the baskets
+    numbered from 0 in order, as `Baskets.items` gives them): a basket x product 0/1 matrix
+    multiplied by its transpose, in blocks of baskets of a few MB (every count at once), while
+    the products are few; else a self-join of the baskets."""
     kind = items.schema["product"]
     chosen = items.get_column("product").unique().sort()
     size = len(chosen)
@@ -243,11 +284,9 @@ def _pair_counts(items: pl.DataFrame, keep: pl.Series | None) -> pl.DataFrame:
         return pl.DataFrame(schema={"product": kind, "product_b": kind, "orders": pl.UInt32})
     if size > DENSE_PRODUCTS:
         return naive_pair_counts(items)
-    # only baskets with two of the products can hold a pair
-    items = items.filter(pl.col("basket").is_duplicated())
-    rows = items.get_column("basket").rank("dense").cast(pl.Int64).to_numpy() - 1
-    lookup = np.zeros(int(chosen.max()) + 1, dtype=np.int64)  # type: ignore[arg-type]  # an integer column's max
-    lookup[chosen.to_numpy()] = np.arange(size)
+    rows = items.get_column("basket").to_numpy()
+    lookup = np.zeros(int(chosen.max()) + 1, dtype=np.int32)  # type: ignore[arg-type]  # an integer column's max
+    lookup[chosen.to_numpy()] = np.arange(size, dtype=np.int32)
     columns = lookup[items.get_column("product").to_numpy()]
     together = np.zeros((size, size), dtype=np.float64)
     block = max(1, DENSE_BYTES // (4 * size))  # baskets per block
@@ -279,7 +318,7 @@ def _top(counts: pl.DataFrame, limit: int) -> pl.DataFrame:
     return counts.sort(["orders", "product", "product_b"], descending=[True, False, False]).head(limit)
 
 
-def top_pairs(items: pl.DataFrame, limit: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+def top_pairs(baskets: Baskets, limit: int) -> tuple[pl.DataFrame, np.ndarray]:
     """The `limit` pairs in most baskets, exactly, without counting every pair (F6's two passes):
 
     1. count the pairs among the PRUNE_FROM most-bought products; c = the limit-th best count
@@ -288,16 +327,15 @@ def top_pairs(items: pl.DataFrame, limit: int) -> tuple[pl.DataFrame, pl.DataFra
 
     Exact: every pair of the first pass is in at least c baskets, so the true top `limit` are
     in at least c baskets each, and a pair in c baskets needs both its products in c baskets.
-    Returns the pairs (product, product_b, orders) and each product's basket count."""
-    per_product = items.group_by("product").len("baskets")
-    if items.is_empty():
-        kind = items.schema["product"]
-        return pl.DataFrame(schema={"product": kind, "product_b": kind, "orders": pl.UInt32}), per_product
-    most = per_product.sort(["baskets", "product"], descending=[True, False]).head(PRUNE_FROM)
-    first = _top(_pair_counts(items, most.get_column("product")), limit)
+    Returns the pairs (product, product_b, orders) and each rank's basket count (0 for a fee)."""
+    holding = np.where(baskets.is_product, baskets.holding(), 0)
+    ranks = np.flatnonzero(holding)
+    most = np.zeros(len(holding), dtype=bool)
+    most[ranks[np.lexsort((ranks, -holding[ranks]))][:PRUNE_FROM]] = True  # most baskets, ties by code
+    # (only baskets with two of the products can hold a pair)
+    first = _top(_pair_counts(baskets.items(most, at_least=2)), limit)
     threshold = int(first.get_column("orders")[-1]) if first.height >= limit else 1
-    candidates = per_product.filter(pl.col("baskets") >= threshold).get_column("product")
-    return _top(_pair_counts(items, candidates), limit), per_product
+    return _top(_pair_counts(baskets.items(holding >= max(threshold, 1), at_least=2)), limit), holding
 
 
 def _pair(
@@ -324,11 +362,10 @@ def product_pairs(ds: Dataset, filters: Filters, limit: int, currency: str) -> P
     """F6: the pairs of products bought together in the most baskets, with support, confidence
     both ways and lift."""
     in_range("limit", limit, LIMIT_RANGE)
-    items = baskets_of(ds, filters)
-    baskets = items.get_column("basket").n_unique() if items.height else 0
-    pairs, per_product = top_pairs(items, limit)
-    with_product = dict(per_product.rows())
-    rows = [(ds.keys[a], ds.keys[b], together, with_product[a], with_product[b]) for a, b, together in pairs.rows()]
+    orders = Baskets.of(ds, shape_in(ds, "baskets", filters))
+    baskets = orders.count()
+    pairs, holding = top_pairs(orders, limit)
+    rows = [(ds.keys[a], ds.keys[b], together, int(holding[a]), int(holding[b])) for a, b, together in pairs.rows()]
     described = descriptions(ds, filters, sorted({code for a, b, *_ in rows for code in (a, b)}))
     result = [_pair(rank, *row, baskets, described) for rank, row in enumerate(rows, start=1)]
     return ProductPairs(currency=currency, limit=limit, baskets=baskets, items=result)
@@ -440,7 +477,7 @@ def _bought_with(
     """The pairs that hold the key of `rank` (`mine`: the rows of `baskets` that hold it), with
     F6's measures: the products in most of its baskets."""
     orders = baskets.filter(pl.col("order_id").is_in(mine.get_column("order_id").implode()))  # their every row
-    together = _holding(ds, orders_in(orders).get_column("products"))
+    together = Baskets.of(ds, orders).holding()
     together[rank] = 0
     together[~ds.key_is_product.to_numpy()] = 0
     others = [int(r) for r in np.lexsort((np.arange(len(together)), -together))[:limit] if together[r]]

@@ -891,11 +891,13 @@ def test_the_reference_pairs_and_the_pruning(dataset):
     assert (whole.items[1].stock_code_a, whole.items[1].orders, whole.items[1].lift) == ("22697", 767, 14.06)
     assert (whole.items[2].stock_code_a, whole.items[2].stock_code_b, whole.items[2].orders) == ("21931", "85099B", 724)
     # the two passes give exactly the brute force's top pairs, at every limit, on a small window
-    items = products.baskets_of(dataset, Filters(start=D(2011, 2, 1), end=D(2011, 2, 14)))
+    window = Filters(start=D(2011, 2, 1), end=D(2011, 2, 14))
+    items = products.baskets_of(dataset, window)
     brute = products._top(products.naive_pair_counts(items), 10**6)
-    assert products._top(products._pair_counts(items, None), 10**6).rows() == brute.rows()  # the matrix's counts
+    assert products._top(products._pair_counts(items), 10**6).rows() == brute.rows()  # the join's counts (wide)
+    baskets = products.Baskets.of(dataset, analytics.shape_in(dataset, "baskets", window))
     for limit in (1, 3, 10, 25, 100):
-        pruned, _ = products.top_pairs(items, limit)
+        pruned, _ = products.top_pairs(baskets, limit)
         assert pruned.rows() == brute.head(limit).rows(), limit
 
 
@@ -908,7 +910,7 @@ def test_the_matrix_counts_in_blocks_of_baskets_equal_the_brute_force(dataset, m
     items = items.filter(pl.col("product").is_in(chosen.get_column("product").implode()))
     monkeypatch.setattr(products, "DENSE_BYTES", 4 * 60 * block)  # `block` baskets per product
     brute = products._top(products.naive_pair_counts(items), 10**6)
-    assert products._top(products._pair_counts(items, None), 10**6).rows() == brute.rows() and brute.height > 100
+    assert products._top(products._pair_counts(items), 10**6).rows() == brute.rows() and brute.height > 100
 
 
 @pytest.mark.parametrize(
