@@ -87,25 +87,16 @@ def product_key(postgres: bool) -> str:
     return _sql(postgres)["product"]
 
 
-def statements(postgres: bool) -> list[str]:
-    """Delete and recompute the shapes for the days in [lo, hi) (parameters `lo`, `hi`); the
-    keys of their sales lines must be in `product_keys` already (`ensure_keys`)."""
+def statements(postgres: bool) -> tuple[list[str], str]:
+    """Delete and recompute the shapes for the days in [lo, hi) (parameters `lo`, `hi`): the
+    product and returns grains first, then the invoice grain, whose baskets need the keys of
+    the days' sales lines in `product_keys` (`ensure_keys`, from the product grain meanwhile)."""
     sql = _sql(postgres)
     day, price, product = sql["day"], sql["price_milli"], sql["product"]
     lo, hi = ("$1::date", "$2::date") if postgres else (":lo", ":hi")
     lines = f"invoice_date >= {lo} AND invoice_date < {hi}"
-    return [
+    grains = [
         *(f"DELETE FROM {table} WHERE day >= {lo} AND day < {hi}" for table in SHAPES),
-        f"""INSERT INTO sales_invoices (invoice_no, invoice_date, day, country, customer_id, cancelled,
-                                        all_lines, lines, units, revenue_milli, products)
-            SELECT invoice_no, invoice_date, {day}, country, customer_id, {CANCELLED}, COUNT(*),
-                   COUNT(CASE WHEN {COUNTED} THEN 1 END),
-                   COALESCE(SUM(CASE WHEN {COUNTED} THEN quantity END), 0),
-                   COALESCE(SUM(CASE WHEN {COUNTED} THEN quantity * {price} END), 0),
-                   {sql["basket"]}
-            FROM transactions LEFT JOIN product_keys AS k ON k.key = {product}
-            WHERE {lines}
-            GROUP BY invoice_no, invoice_date, country, customer_id""",
         f"""INSERT INTO product_days (day, country, product, description, lines, units, revenue_milli)
             SELECT {day}, country, {product}, description, COUNT(*), SUM(quantity), SUM(quantity * {price})
             FROM transactions WHERE {lines} AND {SALES}
@@ -115,23 +106,38 @@ def statements(postgres: bool) -> list[str]:
             FROM transactions WHERE {lines} AND {CANCELLED}
             GROUP BY {day}, country, {product}""",
     ]
+    invoices = f"""INSERT INTO sales_invoices (invoice_no, invoice_date, day, country, customer_id, cancelled,
+                                        all_lines, lines, units, revenue_milli, products)
+            SELECT invoice_no, invoice_date, {day}, country, customer_id, {CANCELLED}, COUNT(*),
+                   COUNT(CASE WHEN {COUNTED} THEN 1 END),
+                   COALESCE(SUM(CASE WHEN {COUNTED} THEN quantity END), 0),
+                   COALESCE(SUM(CASE WHEN {COUNTED} THEN quantity * {price} END), 0),
+                   {sql["basket"]}
+            FROM transactions LEFT JOIN product_keys AS k ON k.key = {product}
+            WHERE {lines}
+            GROUP BY invoice_no, invoice_date, country, customer_id"""
+    return grains, invoices
 
 
-def keys_sql(postgres: bool) -> str:
-    """The distinct product keys of the sales lines in [lo, hi)."""
-    lo, hi = ("$1::date", "$2::date") if postgres else (":lo", ":hi")
-    return (
-        f"SELECT DISTINCT {product_key(postgres)} AS key FROM transactions"
-        f" WHERE invoice_date >= {lo} AND invoice_date < {hi} AND {SALES}"
-    )
+def _days(postgres: bool) -> str:
+    """The days in [lo, hi) of a shape's `day`."""
+    return "day >= $1 AND day < $2" if postgres else "day >= :lo AND day < :hi"
 
 
 async def _fetch(connection: Any, postgres: bool, query: str, args: dict[str, Any] | None = None) -> list[tuple]:
-    """Rows of `query` on the import's connection (asyncpg's, or aiosqlite's with named parameters)."""
+    """Rows of `query` on the import's connection (asyncpg's with $1, $2 in `args`' order, or
+    aiosqlite's with named parameters)."""
     if postgres:
         return [tuple(row) for row in await connection.fetch(query, *(args or {}).values())]
     cursor = await connection.execute(query, args or {})
     return [tuple(row.values()) if isinstance(row, dict) else tuple(row) for row in await cursor.fetchall()]
+
+
+async def _execute(connection: Any, postgres: bool, statement: str, args: dict[str, Any]) -> None:
+    if postgres:
+        await connection.execute(statement, *args.values(), timeout=3600)
+    else:
+        await connection.execute(statement, args)
 
 
 async def ensure_keys(connection: Any, postgres: bool, keys: list[str]) -> dict[str, int]:
@@ -182,14 +188,14 @@ async def refresh_days(connection: Any, postgres: bool, days: Days | None) -> No
     lo, hi = days
     # SQLite stores days and timestamps as text, which compares in date order
     args: dict[str, Any] = {"lo": lo, "hi": hi} if postgres else {"lo": lo.isoformat(), "hi": hi.isoformat()}
-    await ensure_keys(
-        connection, postgres, [key for (key,) in await _fetch(connection, postgres, keys_sql(postgres), args)]
+    grains, invoices = statements(postgres)
+    for statement in grains:
+        await _execute(connection, postgres, statement, args)
+    keys = await _fetch(
+        connection, postgres, f"SELECT DISTINCT product FROM product_days WHERE {_days(postgres)}", args
     )
-    for statement in statements(postgres):
-        if postgres:
-            await connection.execute(statement, lo, hi, timeout=3600)
-        else:
-            await connection.execute(statement, args)
+    await ensure_keys(connection, postgres, [key for (key,) in keys])
+    await _execute(connection, postgres, invoices, args)
 
 
 async def clear(connection: Any) -> None:
@@ -201,18 +207,9 @@ async def clear(connection: Any) -> None:
 async def stored_on(connection: Any, postgres: bool, days: Days) -> bool:
     """Whether any stored line is on one of `days` (every stored line has an invoice grain row)."""
     lo, hi = days
-    if postgres:
-        return bool(
-            await connection.fetchval(
-                "SELECT EXISTS (SELECT 1 FROM sales_invoices WHERE day >= $1 AND day < $2)", lo, hi
-            )
-        )
-    cursor = await connection.execute(
-        "SELECT EXISTS (SELECT 1 FROM sales_invoices WHERE day >= :lo AND day < :hi) AS found",
-        {"lo": lo.isoformat(), "hi": hi.isoformat()},
-    )
-    (row,) = await cursor.fetchall()
-    return bool(row["found"] if isinstance(row, dict) else row[0])
+    args: dict[str, Any] = {"lo": lo, "hi": hi} if postgres else {"lo": lo.isoformat(), "hi": hi.isoformat()}
+    query = f"SELECT EXISTS (SELECT 1 FROM sales_invoices WHERE {_days(postgres)})"
+    return bool((await _fetch(connection, postgres, query, args))[0][0])
 
 
 # -- the shapes of a file's own lines ----------------------------------------------------------

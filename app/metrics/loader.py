@@ -135,8 +135,7 @@ def _json_kind(kind: pl.DataType) -> pl.DataType:
 
 async def load_dataset(settings: Settings) -> Dataset:
     """The current dataset version's shapes, prepared."""
-    shapes, tag = await asyncio.to_thread(read_shapes, settings)
-    return await asyncio.to_thread(prepared, shapes, tag)
+    return await asyncio.to_thread(lambda: prepared(*read_shapes(settings)))
 
 
 def prepared(shapes: Shapes, tag: str) -> Dataset:

@@ -84,7 +84,12 @@ class Baskets:
     @classmethod
     def of(cls, ds: Dataset, rows: pl.DataFrame) -> Baskets:
         """The orders of `rows` (rows of `ds.baskets`)."""
-        arrow = orders_in(rows).get_column("products").rechunk().to_arrow()
+        return cls.of_lists(ds, orders_in(rows).get_column("products"))
+
+    @classmethod
+    def of_lists(cls, ds: Dataset, lists: pl.Series) -> Baskets:
+        """`lists` of ranks, each without repeats, one per basket."""
+        arrow = lists.rechunk().to_arrow()
         values = arrow.values.to_numpy(zero_copy_only=False)
         return cls(values, arrow.offsets.to_numpy(zero_copy_only=False), ds.key_is_product.to_numpy())
 
@@ -119,11 +124,6 @@ class Baskets:
     def count(self) -> int:
         """The baskets: the orders with a product (an order of postage alone is none)."""
         return int(np.count_nonzero(self._kept(self.is_product)[1]))
-
-
-def _holding(ds: Dataset, lists: pl.Series) -> np.ndarray:
-    """Per rank of `ds.keys`, how many of `lists` (each without repeats) hold it."""
-    return np.bincount(lists.list.explode(**FLAT).to_numpy(), minlength=len(ds.keys))
 
 
 def _keyed(ds: Dataset, counts: np.ndarray, name: str) -> pl.DataFrame:
@@ -177,7 +177,7 @@ def _per_product(ds: Dataset, filters: Filters) -> pl.DataFrame:
         .agg(pl.col("products").list.explode(**FLAT).unique())
         .collect()
     )
-    customers = _holding(ds, by_customer.get_column("products"))
+    customers = Baskets.of_lists(ds, by_customer.get_column("products")).holding()
     returned = (
         shape_in(ds, "returns", filters)
         .lazy()
