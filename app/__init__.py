@@ -5,14 +5,13 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-# Polars' allocator (jemalloc) keeps freed pages for 10 s by default; loading the frame
-# frees a few hundred MB of intermediates, handed back to the OS after 1 s with this.
-os.environ.setdefault("_RJEM_MALLOC_CONF", "dirty_decay_ms:1000,muzzy_decay_ms:0")
+from app.lib import memory
+
+memory.configure()
 
 if TYPE_CHECKING:
     from litestar import Litestar

@@ -115,7 +115,8 @@ def statements(postgres: bool) -> tuple[list[str], str]:
                    {sql["basket"]}
             FROM transactions LEFT JOIN product_keys AS k ON k.key = {product}
             WHERE {lines}
-            GROUP BY invoice_no, invoice_date, country, customer_id"""
+            GROUP BY invoice_no, invoice_date, country, customer_id
+            ORDER BY 2, 1"""  # (invoice_date, invoice_no: by number, as the day is named invoice_date too)
     return grains, invoices
 
 
@@ -308,6 +309,7 @@ class Accumulator:
                 *(pl.col(name).cast(pl.Int64) for name in SUMS),
                 "products",
             )
+            .sort("invoice_date", "invoice_no")  # stored in time order, they are read without a sort (loader)
             .collect()
         )
         self._invoices = []

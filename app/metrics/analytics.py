@@ -75,7 +75,7 @@ INVOICE_SCHEMA: dict[str, pl.DataType] = {
     "lines": pl.Int64(),
     "units": pl.Int64(),
     "revenue_milli": pl.Int64(),
-    "products": pl.List(pl.Int32()),  # the basket: product_keys ids
+    "products": pl.List(pl.Int32()),  # the basket: product_keys ids as stored (Shapes.invoices: their ranks)
 }
 RETURN_SCHEMA: dict[str, pl.DataType] = {
     "day": pl.Date(),
@@ -125,7 +125,7 @@ def tag_version(tag: str) -> int:
 class Shapes(NamedTuple):
     """The shapes as stored (app/ingest/shapes.py), as the loader reads them."""
 
-    invoices: pl.DataFrame  # INVOICE_SCHEMA
+    invoices: pl.DataFrame  # INVOICE_SCHEMA, but `products` as ranks of the keys (`key_ranks`)
     products: pl.DataFrame  # PRODUCT_SCHEMA
     returns: pl.DataFrame  # RETURN_SCHEMA
     keys: pl.DataFrame  # KEY_SCHEMA
@@ -206,7 +206,7 @@ def _countries(invoices: pl.DataFrame) -> tuple[list[str], pl.Enum]:
     return names, pl.Enum(names)
 
 
-def _key_ranks(keys: pl.DataFrame) -> tuple[np.ndarray, pl.Series]:
+def key_ranks(keys: pl.DataFrame) -> tuple[np.ndarray, pl.Series]:
     """Each stored key id's rank among the keys in code-point order (so a pair's a < b on ranks
     is a < b on the codes), as 16-bit integers while they fit; and the keys by rank."""
     ranked = keys.sort("key")
@@ -219,12 +219,12 @@ def _key_ranks(keys: pl.DataFrame) -> tuple[np.ndarray, pl.Series]:
 
 def prepare(shapes: Shapes, tag: str = "0") -> Dataset:
     """The frames the figures read, from the shapes as stored."""
-    invoices = shapes.invoices.cast(INVOICE_SCHEMA)  # type: ignore[arg-type]  # Polars' stubs want a narrower mapping type
-    products = shapes.products.cast(PRODUCT_SCHEMA)  # type: ignore[arg-type]
-    # the baskets stay out of the filter and sort below (a list column's copies are large):
-    # the sales invoices' are gathered once, in their order, as ranks
-    lists, invoices = invoices.get_column("products"), invoices.drop("products")
-    lookup, keys = _key_ranks(shapes.keys.cast(KEY_SCHEMA))  # type: ignore[arg-type]
+    # the baskets stay out of the casts, filter and sort below (a list column's copies are
+    # large): the sales invoices' are gathered once, in their order
+    lists, invoices = shapes.invoices.get_column("products"), shapes.invoices.drop("products")
+    invoices = invoices.cast({name: kind for name, kind in INVOICE_SCHEMA.items() if name != "products"})
+    products = shapes.products.cast(PRODUCT_SCHEMA)  # type: ignore[arg-type]  # Polars' stubs want a narrower mapping type
+    lookup, keys = key_ranks(shapes.keys.cast(KEY_SCHEMA))  # type: ignore[arg-type]
     names, country = _countries(invoices)
     _, order_id = _order_ids(invoices)
     rows = (
@@ -274,7 +274,7 @@ def prepare(shapes: Shapes, tag: str = "0") -> Dataset:
     sales_frame, cancel_frame, product_frame, return_frame = pl.collect_all(
         [sales, cancellations, product_rows, return_rows]
     )
-    baskets = gathered(lists, sales_frame.get_column("row").to_numpy(), lookup)
+    baskets = gathered(lists, sales_frame.get_column("row").to_numpy(), np.arange(len(keys), dtype=lookup.dtype))
     sales_frame = sales_frame.drop("row")
 
     def texts(column: str) -> pl.DataFrame:

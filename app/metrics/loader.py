@@ -11,14 +11,29 @@ from __future__ import annotations
 import asyncio
 import io
 import sqlite3
+from collections.abc import Iterator
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from app.ingest.service import TAG_QUERY, tag_of
+from app.lib import memory
+from app.lib.errors import AppError
+from app.lib.lists import mapped
 from app.lib.settings import Settings
 from app.metrics import customers
-from app.metrics.analytics import INVOICE_SCHEMA, KEY_SCHEMA, PRODUCT_SCHEMA, RETURN_SCHEMA, Dataset, Shapes, prepare
+from app.metrics.analytics import (
+    INVOICE_SCHEMA,
+    KEY_SCHEMA,
+    PRODUCT_SCHEMA,
+    RETURN_SCHEMA,
+    Dataset,
+    Shapes,
+    key_ranks,
+    prepare,
+)
 
 TABLES = {  # what a dataset is read from: Shapes' fields, their tables and columns
     "invoices": ("sales_invoices", INVOICE_SCHEMA),
@@ -26,6 +41,17 @@ TABLES = {  # what a dataset is read from: Shapes' fields, their tables and colu
     "returns": ("product_returns", RETURN_SCHEMA),
     "keys": ("product_keys", KEY_SCHEMA),
 }
+
+
+class ShapesUnavailable(AppError):
+    """The shapes could not be read consistently; the next request reads them again."""
+
+    status_code = 503
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"the figures could not be read ({message}): try again", headers={"Retry-After": "5"})
+
+
 CHUNK_ROWS = 50_000  # rowids per JSON document of a SQLite read (at most about 6 MB)
 CONNECT_TIMEOUT_SECONDS = 5
 
@@ -52,6 +78,9 @@ class Snapshot:
                 self._cursor = self._connection.cursor()
                 # REPEATABLE READ: every read sees the same commit
                 self._cursor.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                # (a table's scans start at its first page, in one process: `frame` reads one twice)
+                self._cursor.execute("SET LOCAL synchronize_seqscans = off")
+                self._cursor.execute("SET LOCAL max_parallel_workers_per_gather = 0")
             except BaseException:
                 self._connection.close()
                 raise
@@ -78,25 +107,65 @@ class Snapshot:
             row = self._cursor.fetchone()
         return tag_of(*row) if row else "0"
 
-    def frame(self, table: str, schema: dict[str, pl.DataType]) -> pl.DataFrame:
-        """The `schema` columns of `table`, in no particular order."""
+    def frame(self, table: str, schema: dict[str, pl.DataType], lookup: np.ndarray | None = None) -> pl.DataFrame:
+        """The `schema` columns of `table`, in no particular order; with `lookup`, each number n
+        of a list column becomes lookup[n] as it is read."""
         if self._sqlite is not None:
-            return sqlite_frame(self._sqlite, table, schema)
-        return pl.read_database(f"SELECT {', '.join(schema)} FROM {table}", self._cursor)
+            return sqlite_frame(self._sqlite, table, schema, lookup)
+        lists = [name for name, kind in schema.items() if isinstance(kind, pl.List)]
+        if lookup is None or not lists:
+            return pl.read_database(f"SELECT {', '.join(schema)} FROM {table}", self._cursor)
+        # The lists come from a second scan of the table, their numbers replaced a batch at a
+        # time: read with the other columns, the 32-bit ids (the baskets: 100 MB at 50x) lived
+        # as long as those, as Arrow frees a batch whole. Two scans in one snapshot, with no
+        # parallel plan and no synchronised start (set by __init__), give the rows in the same
+        # order; a column read by both checks it.
+        (name,) = lists  # (the baskets: the one list column)
+        frame = pl.read_database(f"SELECT {', '.join(n for n in schema if n != name)} FROM {table}", self._cursor)
+        check = next(other for other, kind in schema.items() if kind != pl.String() and other != name)
+        self._cursor.execute(f"SELECT {check}, {name} FROM {table}")
+        again: list[pa.Array] = []
+
+        def lists_of(batches: pa.RecordBatchReader) -> Iterator[pa.ListArray]:
+            for batch in batches:  # (each batch's buffers are freed once its lists are mapped)
+                again.append(batch.column(0))
+                yield batch.column(1)
+
+        column = mapped(name, lists_of(self._cursor.fetch_record_batch()), lookup)
+        if frame.height != len(column) or (
+            frame.height and not frame.get_column(check).equals(pl.Series(check, pa.chunked_array(again)))
+        ):
+            raise ShapesUnavailable(f"{table}: two reads in one snapshot gave its rows in another order")
+        return frame.with_columns(column) if frame.height else _empty(schema, lookup)
 
 
 def read_shapes(settings: Settings) -> tuple[Shapes, str]:
     """The shapes as stored and the dataset tag of what was read, in one snapshot (blocking:
     run it in a thread)."""
     if not settings.is_postgres and not settings.sqlite_path.exists():
-        return Shapes(**{name: pl.DataFrame(schema=schema) for name, (_, schema) in TABLES.items()}), "0"
+        lookup, _ = key_ranks(pl.DataFrame(schema=KEY_SCHEMA))
+        return Shapes(**{name: _empty(schema, lookup) for name, (_, schema) in TABLES.items()}), "0"
     with Snapshot(settings) as snapshot:
         tag = snapshot.tag()  # an import is one transaction: this snapshot sees all of one, or none
-        return Shapes(**{name: snapshot.frame(table, schema) for name, (table, schema) in TABLES.items()}), tag
+        keys = snapshot.frame(*TABLES["keys"])
+        lookup, _ = key_ranks(keys)  # the baskets are read as the keys' ranks (Shapes.invoices)
+        frames = {name: snapshot.frame(table, schema, lookup) for name, (table, schema) in TABLES.items()}
+        return Shapes(**{**frames, "keys": keys}), tag
 
 
-def sqlite_frame(connection: sqlite3.Connection, table: str, schema: dict[str, pl.DataType]) -> pl.DataFrame:
-    """A SQLite table's `schema` columns as a frame, days and timestamps parsed.
+def _empty(schema: dict[str, pl.DataType], lookup: np.ndarray | None) -> pl.DataFrame:
+    """A frame of no rows with `schema`'s columns, its lists of `lookup`'s type."""
+    if lookup is None:
+        return pl.DataFrame(schema=schema)
+    ranks = pl.List(pl.Series(lookup[:0]).dtype)
+    return pl.DataFrame(schema={name: ranks if isinstance(kind, pl.List) else kind for name, kind in schema.items()})
+
+
+def sqlite_frame(
+    connection: sqlite3.Connection, table: str, schema: dict[str, pl.DataType], lookup: np.ndarray | None = None
+) -> pl.DataFrame:
+    """A SQLite table's `schema` columns as a frame, days and timestamps parsed (with `lookup`,
+    its lists' numbers replaced as `Snapshot.frame` says).
 
     Python's sqlite3 makes a tuple of objects per row (about 2 s for the half a million rows of
     the basket grain); SQLite's JSON functions make one JSON document per chunk of rows instead,
@@ -111,19 +180,25 @@ def sqlite_frame(connection: sqlite3.Connection, table: str, schema: dict[str, p
     )
     chunk = f"SELECT count(*), CAST(json_object({arrays}) AS BLOB) FROM {table} WHERE rowid >= ? AND rowid < ?"
     lowest, highest = connection.execute(f"SELECT min(rowid), max(rowid) FROM {table}").fetchone()
+    lists = [name for name, kind in schema.items() if isinstance(kind, pl.List)]
     frames = []
     for first in range(lowest or 0, (highest or -1) + 1, CHUNK_ROWS):
         count, document = connection.execute(chunk, (first, first + CHUNK_ROWS)).fetchone()
         if count:  # (an empty chunk's arrays would explode into a row of nulls)
-            frames.append(pl.read_json(io.BytesIO(document), schema=json_schema).explode(columns))
-    frame = pl.concat(frames) if frames else pl.DataFrame(schema=json_schema).explode(columns)
-    return frame.with_columns(
+            frame = pl.read_json(io.BytesIO(document), schema=json_schema).explode(columns)
+            if lookup is not None:
+                frame = frame.with_columns(mapped(name, [frame.get_column(name).to_arrow()], lookup) for name in lists)
+            frames.append(frame)
+    if not frames:
+        return _empty(schema, lookup)
+    return pl.concat(frames).with_columns(
         pl.col(name).str.to_date("%Y-%m-%d")
         if kind == pl.Date()
         else pl.col(name).str.slice(0, 19).str.to_datetime("%Y-%m-%d %H:%M:%S", time_unit="us")
         if isinstance(kind, pl.Datetime)
         else pl.col(name).cast(kind)
         for name, kind in schema.items()
+        if lookup is None or name not in lists
     )
 
 
@@ -135,7 +210,14 @@ def _json_kind(kind: pl.DataType) -> pl.DataType:
 
 async def load_dataset(settings: Settings) -> Dataset:
     """The current dataset version's shapes, prepared."""
-    return await asyncio.to_thread(lambda: prepared(*read_shapes(settings)))
+    return await asyncio.to_thread(_load, settings)
+
+
+def _load(settings: Settings) -> Dataset:
+    dataset = prepare(*read_shapes(settings))  # the shapes as stored go once the call returns
+    customers.histories(dataset, None)  # (with them held, at 50x they were 250 MB of its peak)
+    memory.release()
+    return dataset
 
 
 def prepared(shapes: Shapes, tag: str) -> Dataset:

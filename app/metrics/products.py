@@ -9,7 +9,8 @@ orders and customers per product, and which products share a basket.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from itertools import pairwise
 from typing import get_args
 
 import numpy as np
@@ -48,6 +49,8 @@ PRUNE_FROM = 50  # F6's first pass: the pairs among this many most-bought produc
 # the largest basket x product matrix counted by multiplication at once (more baskets: in
 # blocks; more products: the join is quicker, as most of a wide matrix is zeros)
 DENSE_BYTES, DENSE_PRODUCTS = 64 * 2**20, 400
+BLOCK_VALUES = 1 << 20  # the baskets' values counted at a time
+INVOICES_PER_PART = 250_000  # F5 counts the customers of this many invoices' rows at a time
 FLAT = {"keep_nulls": False, "empty_as_null": False}  # a list column's values, one per row, no more
 
 
@@ -60,38 +63,37 @@ def descriptions(ds: Dataset, filters: Filters, codes: list[str]) -> dict[str, s
     return {code: found.get(code) for code in codes}
 
 
-def orders_in(rows: pl.DataFrame) -> pl.DataFrame:
-    """One row per order of `rows` (baskets), its `products` the distinct keys of all its rows:
-    an invoice's lines at two timestamps (or two customers) are two rows of the invoice grain,
-    rare enough to merge apart from the others."""
-    twice = rows.get_column("order_id").is_duplicated()
-    if not twice.any():
-        return rows.select("order_id", "products")
-    merged = rows.filter(twice).group_by("order_id").agg(pl.col("products").list.explode(**FLAT).unique())
-    return pl.concat([rows.filter(~twice).select("order_id", "products"), merged])
-
-
 @dataclass(frozen=True)
 class Baskets:
-    """Each order's distinct keys (ranks in `Dataset.keys`), flat, without copying them: order
-    i's are values[offsets[i]:offsets[i + 1]]. What the counts below read, in place of a row
-    per order and key (at 50x that frame and its copies took hundreds of MB)."""
+    """Each order's distinct keys (ranks in `Dataset.keys`), flat and in place: list i is
+    values[offsets[i]:offsets[i + 1]] (at 50x a row per order and key, or a copy of the lists,
+    took hundreds of MB). An order over two rows (an invoice's lines at two timestamps or for
+    two customers: rare) is one basket: its rows' lists are left out (`dropped`) and their union
+    is one list of `merged`."""
 
     values: np.ndarray
     offsets: np.ndarray
     is_product: np.ndarray  # per rank
+    dropped: np.ndarray  # the indexes of the lists that are not baskets of their own
+    merged: Baskets | None = None
 
     @classmethod
     def of(cls, ds: Dataset, rows: pl.DataFrame) -> Baskets:
         """The orders of `rows` (rows of `ds.baskets`)."""
-        return cls.of_lists(ds, orders_in(rows).get_column("products"))
+        whole = cls.of_lists(ds, rows.get_column("products"))
+        twice = rows.get_column("order_id").is_duplicated()
+        if not twice.any():
+            return whole
+        merged = rows.filter(twice).group_by("order_id").agg(pl.col("products").list.explode(**FLAT).unique())
+        return replace(whole, dropped=np.flatnonzero(twice.to_numpy()), merged=cls.of_lists(ds, merged["products"]))
 
     @classmethod
     def of_lists(cls, ds: Dataset, lists: pl.Series) -> Baskets:
-        """`lists` of ranks, each without repeats, one per basket."""
+        """`lists` of ranks, each without repeats, one per basket (no copy of them)."""
         arrow = lists.rechunk().to_arrow()
         values = arrow.values.to_numpy(zero_copy_only=False)
-        return cls(values, arrow.offsets.to_numpy(zero_copy_only=False), ds.key_is_product.to_numpy())
+        offsets = arrow.offsets.to_numpy(zero_copy_only=False)
+        return cls(values, offsets, ds.key_is_product.to_numpy(), np.zeros(0, dtype=np.int64))
 
     @property
     def _flat(self) -> np.ndarray:
@@ -99,31 +101,59 @@ class Baskets:
 
     def holding(self) -> np.ndarray:
         """Per rank, how many orders hold it."""
-        return np.bincount(self._flat, minlength=len(self.is_product))
+        flat, counts = self._flat, np.zeros(len(self.is_product), dtype=np.int64)
+        for lo in range(0, len(flat), BLOCK_VALUES):  # (bincount makes its input 64-bit: a block at a time)
+            counts += np.bincount(flat[lo : lo + BLOCK_VALUES], minlength=len(counts))
+        if len(self.dropped):
+            starts, ends = self.offsets[self.dropped], self.offsets[self.dropped + 1]
+            left_out = np.concatenate([self.values[lo:hi] for lo, hi in zip(starts, ends, strict=True)])
+            counts -= np.bincount(left_out, minlength=len(counts))
+        if self.merged is not None:
+            counts += self.merged.holding()
+        return counts
 
     def _kept(self, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Whether each value's rank is kept (`keep`: a flag per rank), and how many are, per order."""
-        flat = self._flat
-        kept = keep[flat]
-        if not len(flat):
-            return kept, np.zeros(len(self.offsets) - 1, dtype=np.uint32)
-        per_order = np.add.reduceat(kept, self.offsets[:-1] - self.offsets[0], dtype=np.uint32)
-        per_order[np.diff(self.offsets) == 0] = 0  # (reduceat gives an empty range its next value)
+        """Whether each value's rank is kept (`keep`: a flag per rank), and how many are, per
+        list (0 for a dropped one); a block of values at a time (an index or a sum over all at
+        once takes 8 bytes a value)."""
+        flat, offsets = self._flat, self.offsets - self.offsets[0]
+        kept = np.empty(len(flat), dtype=bool)
+        per_order = np.zeros(len(offsets) - 1, dtype=np.uint32)
+        starts = np.searchsorted(offsets, np.arange(0, len(flat), BLOCK_VALUES))  # a block's first list
+        for first, last in pairwise([*starts.tolist(), len(offsets) - 1]):  # lists [first, last)
+            if first == last:
+                continue
+            lo, hi = offsets[first], offsets[last]
+            kept[lo:hi] = keep[flat[lo:hi]]
+            running = np.zeros(hi - lo + 1, dtype=np.uint32)
+            np.cumsum(kept[lo:hi], out=running[1:])
+            per_order[first:last] = running[offsets[first + 1 : last + 1] - lo] - running[offsets[first:last] - lo]
+        per_order[self.dropped] = 0
         return kept, per_order
+
+    def holding_any(self, keep: np.ndarray) -> np.ndarray:
+        """Per list, whether it holds a kept rank (`keep`: a flag per rank)."""
+        return self._kept(keep)[1] > 0
 
     def items(self, keep: np.ndarray, at_least: int = 1) -> pl.DataFrame:
         """(basket, product) of each kept rank (`keep`: a flag per rank) in the orders with at
         least `at_least` of them, numbered from 0 in order; only those values are copied."""
         kept, per_order = self._kept(keep)
         chosen = per_order >= at_least
-        if at_least > 1:
+        if at_least > 1 or len(self.dropped):
             kept &= np.repeat(chosen, np.diff(self.offsets))
-        basket = np.repeat(np.arange(np.count_nonzero(chosen), dtype=np.uint32), per_order[chosen])
-        return pl.DataFrame({"basket": basket, "product": self._flat[kept]})
+        found = int(np.count_nonzero(chosen))
+        basket = np.repeat(np.arange(found, dtype=np.uint32), per_order[chosen])
+        items = pl.DataFrame({"basket": basket, "product": self._flat[kept]})
+        if self.merged is None:
+            return items
+        more = self.merged.items(keep, at_least).with_columns(pl.col("basket") + found)
+        return pl.concat([items, more])
 
     def count(self) -> int:
         """The baskets: the orders with a product (an order of postage alone is none)."""
-        return int(np.count_nonzero(self._kept(self.is_product)[1]))
+        more = self.merged.count() if self.merged is not None else 0
+        return int(np.count_nonzero(self._kept(self.is_product)[1])) + more
 
 
 def _keyed(ds: Dataset, counts: np.ndarray, name: str) -> pl.DataFrame:
@@ -169,15 +199,16 @@ def _per_product(ds: Dataset, filters: Filters) -> pl.DataFrame:
     )
     rows = shape_in(ds, "baskets", filters)
     orders = Baskets.of(ds, rows).holding()
-    # per customer first: their distinct products, then how many customers hold each
-    by_customer = (
-        rows.lazy()
-        .filter(pl.col("customer_id").is_not_null())
-        .group_by("customer_id")
-        .agg(pl.col("products").list.explode(**FLAT).unique())
-        .collect()
+    # per customer first: their distinct products, then how many customers hold each; a share
+    # of the customers at a time (at 50x, all at once took 100 MB more)
+    parts = max(1, rows.height // INVOICES_PER_PART)
+    customers = sum(
+        (
+            Baskets.of_lists(ds, _products_of_customers(rows, pl.col("customer_id") % parts == part)).holding()
+            for part in range(parts)
+        ),
+        start=np.zeros(len(ds.keys), dtype=np.int64),
     )
-    customers = Baskets.of_lists(ds, by_customer.get_column("products")).holding()
     returned = (
         shape_in(ds, "returns", filters)
         .lazy()
@@ -192,6 +223,14 @@ def _per_product(ds: Dataset, filters: Filters) -> pl.DataFrame:
         .with_columns(pl.col("customers", "returned_units", "returned_milli").fill_null(0))
         .collect()
     )
+
+
+def _products_of_customers(rows: pl.DataFrame, which: pl.Expr) -> pl.Series:
+    """Each customer's distinct keys over `rows` (rows of `ds.baskets`), for the customers `which` picks."""
+    by_customer = (
+        rows.lazy().filter(which).group_by("customer_id").agg(pl.col("products").list.explode(**FLAT).unique())
+    )
+    return by_customer.collect().get_column("products")
 
 
 def products(
@@ -393,6 +432,13 @@ def _codes(ds: Dataset) -> frozenset[str]:
     return ds.derived("codes", None, build)
 
 
+def _holding(ds: Dataset, rows: pl.DataFrame, rank: int) -> pl.Series:
+    """Per row of `rows` (rows of `ds.baskets`), whether its list holds the key of `rank`."""
+    wanted = np.zeros(len(ds.keys), dtype=bool)
+    wanted[rank] = True
+    return pl.Series(Baskets.of_lists(ds, rows.get_column("products")).holding_any(wanted))
+
+
 def product(ds: Dataset, filters: Filters, stock_code: str, currency: str) -> ProductDetail:
     """A product's figures in the filters: sales, returns, months, countries, its descriptions
     and the products bought with it; for a postage or fee code, what it brought in."""
@@ -404,7 +450,7 @@ def product(ds: Dataset, filters: Filters, stock_code: str, currency: str) -> Pr
     rank = int(ds.keys.search_sorted(key))  # (a key with sales lines only; else no basket holds it)
     holding = rank < len(ds.keys) and ds.keys[rank] == key
     baskets = shape_in(ds, "baskets", filters)
-    mine = baskets.filter(pl.col("products").list.contains(rank)) if holding else baskets.clear()
+    mine = baskets.filter(_holding(ds, baskets, rank)) if holding else baskets.clear()
     returned = shape_in(ds, "returns", filters).filter(pl.col("code") == key)
     milli, units = (
         int(value or 0) for value in sold.select(pl.col("revenue_milli").sum(), pl.col("units").sum()).row(0)

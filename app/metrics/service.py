@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from app.ingest.service import SqliteTag, dataset_tag
+from app.lib import memory
 from app.lib.cache import Cache, close_cache, get_cache
 from app.lib.lru import LRU
 from app.lib.settings import Settings, get_settings
@@ -242,7 +243,7 @@ class MetricsService:
             else:
                 compute, currency = view.compute, self.settings.currency
                 assert compute is not None  # a view has one of the two (View.__post_init__)
-                body = await asyncio.to_thread(lambda: msgspec.json.encode(compute(dataset, params, currency)))
+                body = await asyncio.to_thread(lambda: _computed(compute, dataset, params, currency))
         self.computed += 1
         # stored under the tag of the shapes it came from, which may be newer than `tag`
         key = cache_key(dataset.tag, view.name, params)
@@ -315,6 +316,14 @@ class MetricsService:
             listener, self._listener = self._listener, None
             listener.remove_termination_listener(self._lost)  # a close on purpose is not a loss
             await listener.close(timeout=2)
+
+
+def _computed(compute: Callable[[Dataset, Any, str], Any], dataset: Dataset, params: Any, currency: str) -> bytes:
+    """A view's answer as JSON, its intermediates' memory handed back (app.lib.memory)."""
+    try:
+        return msgspec.json.encode(compute(dataset, params, currency))
+    finally:
+        memory.release()
 
 
 def refresh_marker(tag: str) -> str:
