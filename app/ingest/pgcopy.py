@@ -24,6 +24,8 @@ HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"  # 
 TRAILER = b"\xff\xff"
 
 _PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01 in microseconds since 1970-01-01
+_PG_EPOCH_DAYS = 10_957  # 2000-01-01 in days since 1970-01-01
+_INT4_OID = 23
 _NUMERIC_NEGATIVE = 0x4000
 _NOTHING = pa.scalar(b"", pa.large_binary())  # the separator of the join
 
@@ -31,7 +33,7 @@ _NOTHING = pa.scalar(b"", pa.large_binary())  # the separator of the join
 @dataclass(frozen=True)
 class Field:
     name: str
-    kind: str  # "int4" | "int8" | "text" | "timestamp" | "numeric3" (a decimal with 3 places)
+    kind: str  # "int4" | "int8" | "bool" | "date" | "text" | "timestamp" | "numeric3" (3 places) | "int4[]"
 
 
 def encode(frame: pl.DataFrame, fields: Sequence[Field]) -> memoryview:
@@ -60,6 +62,12 @@ def encode(frame: pl.DataFrame, fields: Sequence[Field]) -> memoryview:
             parts += [_fixed(np.hstack(block)), text]
             block = []
             continue
+        if field.kind == "int4[]":  # (never NULL here)
+            if block:
+                parts.append(_fixed(np.hstack(block)))
+                block = []
+            parts += _int4_arrays(column)
+            continue
         width, values = _fixed_values(column, field.kind)
         nulls = column.is_null().to_numpy()
         if not nulls.any():
@@ -84,11 +92,40 @@ def _fixed_values(column: pl.Series, kind: str) -> tuple[int, np.ndarray]:
         return 4, column.fill_null(0).cast(pl.Int32).to_numpy().astype(">i4")
     if kind == "int8":
         return 8, column.fill_null(0).cast(pl.Int64).to_numpy().astype(">i8")
+    if kind == "bool":
+        return 1, column.fill_null(False).cast(pl.UInt8).to_numpy().astype("u1")
+    if kind == "date":
+        return 4, (column.cast(pl.Int32).fill_null(0).to_numpy() - _PG_EPOCH_DAYS).astype(">i4")
     if kind == "timestamp":
         return 8, (column.dt.epoch("us").fill_null(0).to_numpy() - _PG_EPOCH_US).astype(">i8")
     if kind == "numeric3":
         return 16, _numeric3(column)
     raise ValueError(f"unknown field kind {kind!r}")  # pragma: no cover - a programming error
+
+
+def _int4_arrays(column: pl.Series) -> list[pa.Array]:
+    """A list column of 32-bit integers as PostgreSQL int4[] fields: per row, the field's
+    length, then the array's header (dimensions, a NULL flag, the element type, and for a
+    non-empty one its length and lower bound), then each element as a length and a value."""
+    arrow = column.rechunk().to_arrow()
+    offsets = arrow.offsets.to_numpy(zero_copy_only=False)
+    values = arrow.values.to_numpy(zero_copy_only=False)[offsets[0] : offsets[-1]]
+    counts = np.diff(offsets)
+    empty = counts == 0
+    head = np.empty((len(counts), 6), dtype=">i4")
+    head[:, 0] = np.where(empty, 12, 20 + 8 * counts)  # the field's length
+    head[:, 1] = ~empty  # dimensions: 0 for an empty array
+    head[:, 2] = 0  # no NULL element
+    head[:, 3] = _INT4_OID
+    head[:, 4] = counts
+    head[:, 5] = 1  # lower bound
+    whole = _bytes(head)
+    keep = np.ones(whole.shape, dtype=bool)
+    keep[empty, 16:] = False  # an empty array has no dimension
+    elements = np.empty((len(values), 2), dtype=">i4")
+    elements[:, 0] = 4
+    elements[:, 1] = values
+    return [_binary(whole[keep], np.where(empty, 16, 24)), _binary(_bytes(elements).reshape(-1), 8 * counts)]
 
 
 def _bytes(values: np.ndarray) -> np.ndarray:

@@ -64,6 +64,24 @@ async def test_the_first_import_builds_exact_shapes(tmp_path):
     ]
 
 
+@pytest.mark.parametrize("batch_bytes", [150, 400])
+async def test_invoices_across_batches_are_one_row_with_one_basket(tmp_path, monkeypatch, batch_bytes):
+    from app.ingest import reader
+
+    # batches of two or five lines: every invoice of several lines is split between batches
+    monkeypatch.setattr(reader, "BATCH_BYTES", batch_bytes)
+    monkeypatch.setattr(reader, "FIRST_BATCH_BYTES", batch_bytes)
+    await import_file(write(tmp_path, "awkward.csv", AWKWARD))
+    await assert_shapes_exact()
+    invoices, _, _ = await stored_shapes()
+    assert len(invoices) == 8
+    assert {row[1].minute: row[10] for row in invoices if row[0] == "200001"} == {0: ("85123A",), 1: ("85123A", "POST")}
+    from app.ingest.tables import Transaction
+
+    stored = [row["invoice_date"] for row in await Transaction.raw("SELECT invoice_date FROM sales_invoices").run()]
+    assert stored == sorted(stored)  # stored in time order (read in it, the loader sorts nothing)
+
+
 async def test_a_new_line_on_a_stored_day_sums_that_day_again(tmp_path):
     # the file's own shapes would be wrong here: its day already has rows (summed again in SQL)
     await import_file(write(tmp_path, "awkward.csv", AWKWARD))
