@@ -154,6 +154,9 @@ def measure(times: int, rounds: int) -> dict[str, str]:
         httpx.post(base + "/auth/register", json=account).raise_for_status()
         token = httpx.post(base + "/auth/login", json=account).json()["access_token"]
         client = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        # (a load that outlasts a request's deadline is a 503 while it goes on: asked again)
+        while client.get("/metrics/kpis", params={"country": "France"}).status_code == 503:
+            time.sleep(0.2)
         client.get("/metrics/kpis", params={"country": "France"}).raise_for_status()
         figures["web: start until its first answer"] = f"{time.perf_counter() - started:.1f} s"
 
