@@ -52,6 +52,7 @@ class ShapesUnavailable(AppError):
         super().__init__(f"the figures could not be read ({message}): try again", headers={"Retry-After": "5"})
 
 
+SECOND_SCAN = "SELECT {check}, {lists} FROM {table}"  # a table's lists (`Snapshot.frame`)
 CHUNK_ROWS = 50_000  # rowids per JSON document of a SQLite read (at most about 6 MB)
 CONNECT_TIMEOUT_SECONDS = 5
 
@@ -123,7 +124,7 @@ class Snapshot:
         (name,) = lists  # (the baskets: the one list column)
         frame = pl.read_database(f"SELECT {', '.join(n for n in schema if n != name)} FROM {table}", self._cursor)
         check = next(other for other, kind in schema.items() if kind != pl.String() and other != name)
-        self._cursor.execute(f"SELECT {check}, {name} FROM {table}")
+        self._cursor.execute(SECOND_SCAN.format(check=check, lists=name, table=table))
         again: list[pa.Array] = []
 
         def lists_of(batches: pa.RecordBatchReader) -> Iterator[pa.ListArray]:
@@ -149,7 +150,9 @@ def read_shapes(settings: Settings) -> tuple[Shapes, str]:
         tag = snapshot.tag()  # an import is one transaction: this snapshot sees all of one, or none
         keys = snapshot.frame(*TABLES["keys"])
         lookup, _ = key_ranks(keys)  # the baskets are read as the keys' ranks (Shapes.invoices)
-        frames = {name: snapshot.frame(table, schema, lookup) for name, (table, schema) in TABLES.items()}
+        frames = {
+            name: snapshot.frame(table, schema, lookup) for name, (table, schema) in TABLES.items() if name != "keys"
+        }
         return Shapes(**{**frames, "keys": keys}), tag
 
 
