@@ -159,6 +159,7 @@ def measure(times: int, rounds: int) -> dict[str, str]:
             time.sleep(0.2)
         client.get("/metrics/kpis", params={"country": "France"}).raise_for_status()
         figures["web: start until its first answer"] = f"{time.perf_counter() - started:.1f} s"
+        figures["  web RSS / peak once loaded"] = f"{status(web.pid, 'VmRSS'):.0f} / {status(web.pid, 'VmHWM'):.0f} MB"
 
         def get(path: str, **params: object) -> None:
             answer = client.get(path, params=params)
