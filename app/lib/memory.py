@@ -12,9 +12,12 @@ import contextlib
 import ctypes
 import os
 
-# read by Polars' jemalloc when Polars is first imported: freed pages go back at once (by
-# default it keeps them 10 s, so each step of a load piled its intermediates on the last's)
+# read by Polars' jemalloc when Polars is first imported: freed pages go back at once (Polars
+# keeps them 0.5 to 1 s, so each step of a load piled its intermediates on the last's)
 JEMALLOC = "dirty_decay_ms:0,muzzy_decay_ms:0"
+# what Polars itself puts in the environment when it is imported (polars/__init__.py), so a
+# child of a process that imported Polars first inherits it: that is not a choice of the user's
+POLARS_DEFAULT = "dirty_decay_ms:500,muzzy_decay_ms:1000"
 M_MMAP_THRESHOLD = -3
 
 
@@ -30,7 +33,8 @@ def configure() -> None:
     that threshold to the size of any such block freed (up to 32 MB): then the arrays of a few
     MB a view computes come from the heap of the thread that ran it and stay there once freed.
     A fixed threshold keeps them mapped on their own, unmapped when freed."""
-    os.environ.setdefault("_RJEM_MALLOC_CONF", JEMALLOC)
+    if os.environ.get("_RJEM_MALLOC_CONF", POLARS_DEFAULT) == POLARS_DEFAULT:  # (else the user's own)
+        os.environ["_RJEM_MALLOC_CONF"] = JEMALLOC
     libc = _libc()
     if libc is not None:
         with contextlib.suppress(AttributeError):
