@@ -1,6 +1,7 @@
 """Freed memory goes back to the system, so that a process's RSS is what it holds plus one
 computation's intermediates, not the sum of every peak it went through (bench/README.md: at
-50x the web process's peak fell from 1,073 to about 810 MB, and what it keeps from 800 to about 640 MB).
+50x the same code holds 536 MB once loaded instead of 855, after a peak of 735 MB instead of
+905; a cache miss is slower for it, up to 1.5x).
 
 Two allocators are at work: Polars' (jemalloc, built into it) and glibc's malloc (NumPy, the
 database drivers). Neither hands freed pages back promptly by default.
@@ -28,6 +29,9 @@ def _libc() -> ctypes.CDLL | None:
         return None
 
 
+LIBC = _libc()
+
+
 def configure() -> None:
     """Before Polars is imported. glibc maps a block of 128 kB or more on its own, but raises
     that threshold to the size of any such block freed (up to 32 MB): then the arrays of a few
@@ -35,15 +39,13 @@ def configure() -> None:
     A fixed threshold keeps them mapped on their own, unmapped when freed."""
     if os.environ.get("_RJEM_MALLOC_CONF", POLARS_DEFAULT) == POLARS_DEFAULT:  # (else the user's own)
         os.environ["_RJEM_MALLOC_CONF"] = JEMALLOC
-    libc = _libc()
-    if libc is not None:
+    if LIBC is not None:
         with contextlib.suppress(AttributeError):
-            libc.mallopt(M_MMAP_THRESHOLD, 1 << 20)
+            LIBC.mallopt(M_MMAP_THRESHOLD, 1 << 20)
 
 
 def release() -> None:
     """Hand glibc's free pages back (after a load or a computed answer: about 0.3 ms at 50x)."""
-    libc = _libc()
-    if libc is not None:
+    if LIBC is not None:
         with contextlib.suppress(AttributeError):
-            libc.malloc_trim(0)
+            LIBC.malloc_trim(0)
