@@ -224,7 +224,7 @@ def prepare(shapes: Shapes, tag: str = "0") -> Dataset:
     lists, invoices = shapes.invoices.get_column("products"), shapes.invoices.drop("products")
     invoices = invoices.cast({name: kind for name, kind in INVOICE_SCHEMA.items() if name != "products"})
     products = shapes.products.cast(PRODUCT_SCHEMA)  # type: ignore[arg-type]  # Polars' stubs want a narrower mapping type
-    lookup, keys = key_ranks(shapes.keys.cast(KEY_SCHEMA))  # type: ignore[arg-type]
+    _, keys = key_ranks(shapes.keys.cast(KEY_SCHEMA))  # type: ignore[arg-type]
     names, country = _countries(invoices)
     _, order_id = _order_ids(invoices)
     rows = (
@@ -274,7 +274,7 @@ def prepare(shapes: Shapes, tag: str = "0") -> Dataset:
     sales_frame, cancel_frame, product_frame, return_frame = pl.collect_all(
         [sales, cancellations, product_rows, return_rows]
     )
-    baskets = gathered(lists, sales_frame.get_column("row").to_numpy(), np.arange(len(keys), dtype=lookup.dtype))
+    baskets = gathered(lists, sales_frame.get_column("row").to_numpy())  # (ranks already: Shapes.invoices)
     sales_frame = sales_frame.drop("row")
 
     def texts(column: str) -> pl.DataFrame:
