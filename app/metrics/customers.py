@@ -97,10 +97,10 @@ class Histories:
     grid: dict[tuple[date, date], tuple[int, int]]  # (cohort, month) -> (active customers, revenue_milli)
 
 
-def identified(ds: Dataset, country: str | None) -> pl.DataFrame:
-    """The sales invoices with a customer id (in the stored `country`), in date order."""
+def identified(ds: Dataset, country: str | None) -> pl.LazyFrame:
+    """The sales invoices with a customer id (in the stored `country`), in date order, lazily."""
     rows = ds.sales if country is None else ds.of_country("sales", country)
-    return rows.filter(pl.col("customer_id").is_not_null())
+    return rows.lazy().filter(pl.col("customer_id").is_not_null())
 
 
 def histories(ds: Dataset, country: str | None) -> Histories:
@@ -111,13 +111,8 @@ def histories(ds: Dataset, country: str | None) -> Histories:
 def _histories(ds: Dataset, country: str | None) -> Histories:
     # lazily: the identified invoices are read twice but held once, as `invoices` (at 50x a
     # copy of them held meanwhile was 70 MB of the dataset load's peak)
-    rows = (
-        (ds.sales if country is None else ds.of_country("sales", country))
-        .lazy()
-        .filter(pl.col("customer_id").is_not_null())
-        .select(
-            "customer_id", "order_id", "invoice_no", "day", "month", "invoice_date", "units", "revenue_milli", "country"
-        )
+    rows = identified(ds, country).select(
+        "customer_id", "order_id", "invoice_no", "day", "month", "invoice_date", "units", "revenue_milli", "country"
     )
     orders = rows.group_by("customer_id", "order_id").agg(pl.col("day").min())
     people = (
